@@ -1,0 +1,69 @@
+"""glidemq: a job queue and multiprocess worker framework on Valkey.
+
+The public API is re-exported here and loaded lazily (PEP 562), so that a
+sandboxed child running ``python -m glidemq.sandbox`` imports neither the
+engine nor valkey-py.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "Connection": "glidemq.engine.connection",
+    "TLSOptions": "glidemq.engine.connection",
+    "Queue": "glidemq.engine.queue",
+    "JobSpec": "glidemq.engine.queue",
+    "Worker": "glidemq.engine.worker",
+    "Job": "glidemq.engine.job",
+    "JobOptions": "glidemq.engine.job",
+    "JobState": "glidemq.engine.job",
+    "Backoff": "glidemq.engine.job",
+    "KeepJobs": "glidemq.engine.job",
+    "GlidemqError": "glidemq.errors",
+    "ConfigError": "glidemq.errors",
+    "InvalidOptionError": "glidemq.errors",
+    "InvalidQueueNameError": "glidemq.errors",
+    "InvalidJobIdError": "glidemq.errors",
+    "GlidemqConnectionError": "glidemq.errors",
+    "LibraryVersionError": "glidemq.errors",
+    "EngineError": "glidemq.errors",
+    "JobNotFoundError": "glidemq.errors",
+    "JobStateError": "glidemq.errors",
+    "QueueNotEmptyError": "glidemq.errors",
+    "JobError": "glidemq.errors",
+    "PayloadTooLargeError": "glidemq.errors",
+    "UnrecoverableError": "glidemq.errors",
+    "JobTimeoutError": "glidemq.errors",
+    "SandboxError": "glidemq.errors",
+    "HandlerImportError": "glidemq.errors",
+    "SoftTimeoutError": "glidemq.errors",
+    "SupervisorError": "glidemq.errors",
+    "ChildCrashedError": "glidemq.errors",
+    "HardTimeoutError": "glidemq.errors",
+}
+
+__all__ = ("__version__", *_EXPORTS)
+
+if TYPE_CHECKING:
+    from glidemq.engine.connection import Connection, TLSOptions
+    from glidemq.engine.job import Backoff, Job, JobOptions, JobState, KeepJobs
+    from glidemq.engine.queue import JobSpec, Queue
+    from glidemq.engine.worker import Worker
+    from glidemq.errors import *  # noqa: F403
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'glidemq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

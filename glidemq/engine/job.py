@@ -1,0 +1,243 @@
+"""Job, its options and states.
+
+A :class:`Job` is a msgspec Struct decoded from the job hash. Field names in
+the hash are short (see docs/ARCHITECTURE.md); this module is the only place
+that maps them.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from glidemq.engine import codec
+from glidemq.errors import InvalidOptionError
+
+if TYPE_CHECKING:
+    from glidemq.engine.queue import Queue
+
+MAX_PRIORITY = 2**21
+
+
+class JobState(enum.StrEnum):
+    """Where a job is. Named sets below group them."""
+
+    WAITING = "waiting"
+    ACTIVE = "active"
+    DELAYED = "delayed"
+    PRIORITIZED = "prioritized"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+PENDING_STATES = frozenset({JobState.WAITING, JobState.DELAYED, JobState.PRIORITIZED})
+FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.FAILED})
+
+
+class Backoff(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Retry delay policy.
+
+    ``type`` is "fixed", "exponential" (delay * 2**(retry-1)) or the name of a
+    custom strategy registered on the Worker. ``delay`` is in seconds;
+    ``jitter`` in [0, 1] shortens each delay by up to that fraction at random.
+    """
+
+    type: str = "fixed"
+    delay: float = 1.0
+    jitter: float = 0.0
+
+
+class KeepJobs(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Retention: keep at most ``count`` finished jobs and none older than ``age`` seconds."""
+
+    count: int | None = None
+    age: float | None = None
+
+
+Retention = bool | int | KeepJobs
+
+
+class JobOptions(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Options fixed at add time (stored with the job as JSON)."""
+
+    delay: float = 0.0
+    priority: int = 0
+    lifo: bool = False
+    attempts: int = 1
+    backoff: Backoff | None = None
+    timeout: float | None = None
+    remove_on_complete: bool | int | KeepJobs = False
+    remove_on_fail: bool | int | KeepJobs = False
+
+
+class Job(msgspec.Struct, dict=True):
+    """One job. ``token`` is the fencing token of the current claim (0 if none)."""
+
+    id: str
+    name: str
+    data: Any = None
+    opts: JobOptions = JobOptions()
+    attempts_made: int = 0
+    stalled_count: int = 0
+    progress: Any = None
+    return_value: Any = None
+    failed_reason: str | None = None
+    stacktrace: list[str] = []
+    timestamp: int = 0
+    processed_on: int | None = None
+    finished_on: int | None = None
+    state: str | None = None
+    token: int = 0
+    queue_name: str = ""
+
+    def _bind(self, queue: Queue | None) -> Job:
+        self.__dict__["_queue"] = queue
+        return self
+
+    def _require_queue(self) -> Queue:
+        q = self.__dict__.get("_queue")
+        if q is None:
+            raise RuntimeError("this Job is not bound to a Queue")
+        return q  # type: ignore[no-any-return]
+
+    async def update_data(self, data: Any) -> None:
+        """Replace the job's data. Raises PayloadTooLargeError, JobNotFoundError."""
+        await self._require_queue().update_data(self.id, data)
+        self.data = data
+
+    async def update_progress(self, progress: Any) -> None:
+        """Store progress (any JSON value) and emit a progress event."""
+        await self._require_queue()._progress(self.id, self.token, progress)
+        self.progress = progress
+
+    async def log(self, line: str) -> int:
+        """Append a line to the job's log; returns the number of lines kept."""
+        return await self._require_queue()._log(self.id, self.token, line)
+
+    async def get_state(self) -> JobState | None:
+        """The job's current state as stored in Valkey (None if it is gone)."""
+        return await self._require_queue().get_job_state(self.id)
+
+
+def _number(field: str, value: Any, *, lo: float = 0.0, integer: bool = False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok and integer:
+        ok = isinstance(value, int)
+    if not ok or not math.isfinite(value) or value < lo:
+        kind = "an int" if integer else "a number"
+        raise InvalidOptionError(f"{field} must be {kind} >= {lo:g}, got {value!r}")
+
+
+def _retention(field: str, value: Any) -> Retention:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        _number(field, value, integer=True)
+        return value
+    if isinstance(value, KeepJobs):
+        if value.count is not None:
+            _number(f"{field}.count", value.count, integer=True)
+        if value.age is not None:
+            _number(f"{field}.age", value.age)
+        return value
+    raise InvalidOptionError(f"{field} must be a bool, an int >= 0 or KeepJobs, got {value!r}")
+
+
+def retention_spec(value: Retention) -> str:
+    """Encode retention for the Lua side: "" keep all, "count:age_ms"."""
+    if value is False:
+        return ""
+    if value is True:
+        return "0:-1"
+    if isinstance(value, int):
+        return f"{value}:-1"
+    count = -1 if value.count is None else value.count
+    age = -1 if value.age is None else int(value.age * 1000)
+    return f"{count}:{age}"
+
+
+def make_options(
+    *, delay: Any = 0.0, priority: Any = 0, lifo: Any = False, attempts: Any = 1,
+    backoff: Any = None, timeout: Any = None, remove_on_complete: Any = False,
+    remove_on_fail: Any = False,
+) -> JobOptions:
+    """Validate add() options into a JobOptions.
+
+    Raises:
+        InvalidOptionError: naming the option, the value and what was expected.
+    """
+    _number("delay", delay)
+    _number("priority", priority, integer=True)
+    if priority > MAX_PRIORITY:
+        raise InvalidOptionError(f"priority must be <= {MAX_PRIORITY}, got {priority}")
+    if not isinstance(lifo, bool):
+        raise InvalidOptionError(f"lifo must be a bool, got {lifo!r}")
+    _number("attempts", attempts, lo=1, integer=True)
+    if backoff is not None:
+        if isinstance(backoff, dict):
+            try:
+                backoff = msgspec.convert(backoff, Backoff)
+            except msgspec.ValidationError as exc:
+                raise InvalidOptionError(f"backoff: {exc}") from None
+        if not isinstance(backoff, Backoff):
+            raise InvalidOptionError(f"backoff must be a Backoff or dict, got {backoff!r}")
+        _number("backoff.delay", backoff.delay)
+        if not 0.0 <= backoff.jitter <= 1.0:
+            raise InvalidOptionError(f"backoff.jitter must be in [0, 1], got {backoff.jitter!r}")
+        if not isinstance(backoff.type, str) or not backoff.type:
+            raise InvalidOptionError(f"backoff.type must be a non-empty str, got {backoff.type!r}")
+    if timeout is not None:
+        _number("timeout", timeout)
+        if timeout == 0:
+            raise InvalidOptionError("timeout must be > 0 or None, got 0")
+    if lifo and priority:
+        raise InvalidOptionError("lifo=True cannot be combined with priority > 0")
+    return JobOptions(
+        delay=float(delay), priority=priority, lifo=lifo, attempts=attempts, backoff=backoff,
+        timeout=timeout, remove_on_complete=_retention("remove_on_complete", remove_on_complete),
+        remove_on_fail=_retention("remove_on_fail", remove_on_fail),
+    )
+
+
+_opts_decoder = msgspec.json.Decoder(JobOptions)
+
+
+def decode_options(raw: bytes | str | None) -> JobOptions:
+    """Decode stored options; a missing field gives defaults."""
+    if not raw:
+        return JobOptions()
+    return _opts_decoder.decode(raw)
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _int(v: Any) -> int | None:
+    if v is None or v == b"" or v == "":
+        return None
+    return int(v)
+
+
+def from_hash(job_id: str, h: dict[bytes, bytes], queue_name: str = "") -> Job:
+    """Build a Job from HGETALL of its hash.
+
+    Raises:
+        ValueError / msgspec.DecodeError: the hash is malformed.
+    """
+    g = h.get
+    st = g(b"st")
+    stack = codec.decode(st) if st and st.startswith(b"[") else ([_s(st)] if st else [])
+    fr = g(b"fr")
+    return Job(
+        id=job_id, name=_s(g(b"n", b"")), data=codec.decode(g(b"d")),
+        opts=decode_options(g(b"o")), attempts_made=_int(g(b"atm")) or 0,
+        stalled_count=_int(g(b"stc")) or 0, progress=codec.decode(g(b"pg")),
+        return_value=codec.decode(g(b"rv")), failed_reason=_s(fr) if fr is not None else None,
+        stacktrace=stack, timestamp=_int(g(b"ts")) or 0, processed_on=_int(g(b"pon")),
+        finished_on=_int(g(b"fon")), state=_s(g(b"s")) if g(b"s") else None,
+        queue_name=queue_name,
+    )

@@ -1,0 +1,316 @@
+"""Worker: runs a processor function on jobs of one queue, in this process.
+
+The fetch loop claims up to ``concurrency`` jobs per server call and sends
+the outcomes of finished jobs in the same call, so under load a batch of
+completions costs one round trip together with the next claims. When the
+queue is empty it blocks server-side (a marker list every add pushes to) and
+wakes within milliseconds of an add, or when the next delayed job is due.
+Locks of in-flight jobs are renewed by one heartbeat call for all of them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from glidemq.engine import codec
+from glidemq.engine.backoff import BackoffStrategy, retry_delay_ms
+from glidemq.engine.connection import Connection
+from glidemq.engine.consumer import Consumer, Finish
+from glidemq.engine.job import Job
+from glidemq.errors import GlidemqConnectionError, InvalidOptionError
+
+log = logging.getLogger(__name__)
+
+Processor = Callable[[Job], Any] | Callable[[Job], Awaitable[Any]]
+
+
+class Worker:
+    """Consumes one queue with an async or sync processor.
+
+    Args:
+        queue_name: the queue.
+        processor: ``fn(job) -> result``; async, or sync (run in a thread).
+        connection: Connection or URL.
+        concurrency: jobs processed at once (and claimed per call).
+        lock_duration: seconds a claim stays valid without renewal.
+        max_stalled_count: reclaims allowed before a stalled job fails.
+        block_timeout: longest server-side wait when idle, seconds.
+        dead_letter_queue: see :class:`glidemq.engine.consumer.Consumer`.
+        backoff_strategies: custom backoff functions by name.
+        events: write lifecycle events.
+
+    Raises:
+        InvalidOptionError: a bad option, naming it.
+    """
+
+    def __init__(
+        self,
+        queue_name: str,
+        processor: Processor,
+        connection: Connection | str | None = None,
+        *,
+        concurrency: int = 1,
+        lock_duration: float = 30.0,
+        max_stalled_count: int = 1,
+        block_timeout: float = 5.0,
+        dead_letter_queue: str | None = None,
+        backoff_strategies: Mapping[str, BackoffStrategy] | None = None,
+        events: bool = True,
+        max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        if not callable(processor):
+            raise InvalidOptionError(f"processor must be callable, got {processor!r}")
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidOptionError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if not isinstance(lock_duration, int | float) or lock_duration < 0.1:
+            raise InvalidOptionError(f"lock_duration must be >= 0.1 s, got {lock_duration!r}")
+        if not isinstance(block_timeout, int | float) or block_timeout <= 0:
+            raise InvalidOptionError(f"block_timeout must be > 0 s, got {block_timeout!r}")
+        self.consumer = Consumer(
+            connection, queue_name, lock_ms=int(lock_duration * 1000),
+            max_stalled_count=max_stalled_count, dead_letter_queue=dead_letter_queue,
+            events=events, max_payload=max_payload)
+        self.name = queue_name
+        self.processor = processor
+        self._is_async = inspect.iscoroutinefunction(processor) or inspect.iscoroutinefunction(
+            getattr(processor, "__call__", None))
+        self.concurrency = concurrency
+        self.block_timeout = float(block_timeout)
+        self.lock_duration = float(lock_duration)
+        self.backoff_strategies = dict(backoff_strategies or {})
+        self.max_payload = max_payload
+        self._in_flight: dict[str, Job] = {}
+        self._done: list[Finish] = []
+        self._wakeup = anyio.Event()
+        self._need_marker = anyio.Event()
+        self._closing = False
+        self._force = False
+        self._stopped = anyio.Event()
+        self._jobs_scope: anyio.CancelScope | None = None
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._outer: anyio.abc.TaskGroup | None = None
+        #: counters for tests and metrics
+        self.completed = 0
+        self.failed = 0
+        self.rejected = 0
+
+    # --- lifecycle ----------------------------------------------------------------
+    async def run(self) -> None:
+        """Process jobs until :meth:`close`."""
+        await self._retrying(self.consumer.start)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._heartbeat, name=f"heartbeat:{self.name}")
+                tg.start_soon(self._marker_waiter, name=f"waker:{self.name}")
+                with anyio.CancelScope() as jobs_scope:
+                    self._jobs_scope = jobs_scope
+                    async with anyio.create_task_group() as jobs:
+                        await self._loop(jobs)
+                await self._flush()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.consumer.close()
+            self._stopped.set()
+
+    async def close(self, force: bool = False) -> None:
+        """Stop claiming; wait for in-flight jobs (or, with ``force``, return them
+        to the queue at once) and return when the worker has stopped."""
+        self._closing = True
+        if force:
+            self._force = True
+            if self._jobs_scope is not None:
+                self._jobs_scope.cancel()
+        self._kick()
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> Worker:
+        self._outer = anyio.create_task_group()
+        await self._outer.__aenter__()
+        self._outer.start_soon(self.run, name=f"worker:{self.name}")
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+        assert self._outer is not None
+        await self._outer.__aexit__(*exc)
+
+    # --- fetch loop ---------------------------------------------------------------
+    def _kick(self) -> None:
+        self._wakeup.set()
+
+    async def _loop(self, jobs: anyio.abc.TaskGroup) -> None:
+        while True:
+            free = 0 if self._closing else self.concurrency - len(self._in_flight)
+            if self._closing and not self._in_flight and not self._done:
+                return
+            if not self._done and free == 0:
+                await self._sleep(None)
+                continue
+            finishes, self._done = self._done, []
+            try:
+                res = await self.consumer.fetch(finishes, free)
+            except GlidemqConnectionError as exc:
+                self._done[:0] = finishes
+                await self._reconnect_pause(exc)
+                continue
+            self.rejected += res.rejected
+            for job in res.jobs:
+                job._bind(None)
+                self._in_flight[job.id] = job
+                jobs.start_soon(self._process, job)
+            if len(res.jobs) < free and not self._done:
+                # The queue ran dry: sleep until an add, a completion, or the
+                # next delayed job / lock deadline.
+                self._need_marker.set()
+                await self._sleep(res.wake_ms)
+
+    async def _sleep(self, wake_ms: int | None) -> None:
+        timeout = self.block_timeout if wake_ms is None else min(self.block_timeout,
+                                                                 wake_ms / 1000)
+        with anyio.move_on_after(timeout):
+            await self._wakeup.wait()
+        self._wakeup = anyio.Event()
+
+    async def _marker_waiter(self) -> None:
+        """Blocks on the marker list while the loop is idle; kicks it on an add."""
+        failures = 0
+        while True:
+            await self._need_marker.wait()
+            try:
+                got = await self.consumer.wait(self.block_timeout)
+                failures = 0
+            except Exception as exc:  # connection trouble: the loop's own retries handle it
+                failures += 1
+                log.debug("marker wait failed: %s", exc)
+                await anyio.sleep(min(5.0, 0.05 * 2**failures))
+                continue
+            if got:
+                if self._closing or len(self._in_flight) >= self.concurrency:
+                    await self.consumer.wake()  # hand the wake-up to another worker
+                else:
+                    self._need_marker = anyio.Event()
+                    self._kick()
+
+    async def _reconnect_pause(self, exc: BaseException) -> None:
+        delay = getattr(self, "_backoff", 0.05)
+        log.warning("queue %s: %s; retrying in %.2fs", self.name, exc, delay)
+        await anyio.sleep(delay)
+        self._backoff = min(5.0, delay * 2)
+
+    async def _retrying(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        while True:
+            try:
+                result = await fn()
+                self._backoff = 0.05
+                return result
+            except GlidemqConnectionError as exc:
+                await self._reconnect_pause(exc)
+            except OSError as exc:
+                await self._reconnect_pause(exc)
+
+    async def _flush(self) -> None:
+        """Send the last outcomes; with force, return unfinished jobs to the queue."""
+        with anyio.CancelScope(shield=True):
+            if self._in_flight:
+                self._done.extend(Finish.released(j) for j in self._in_flight.values())
+                self._in_flight.clear()
+            with anyio.move_on_after(10):
+                while self._done:
+                    finishes, self._done = self._done, []
+                    try:
+                        res = await self.consumer.fetch(finishes, 0)
+                        self.rejected += res.rejected
+                    except GlidemqConnectionError as exc:
+                        self._done[:0] = finishes
+                        await self._reconnect_pause(exc)
+
+    # --- processing ---------------------------------------------------------------
+    async def _process(self, job: Job) -> None:
+        finish: Finish | None = None
+        try:
+            try:
+                if job.opts.timeout is not None:
+                    with anyio.fail_after(job.opts.timeout):
+                        result = await self._call(job)
+                else:
+                    result = await self._call(job)
+                value = codec.encode(result, f"return value of job {job.id!r}", self.max_payload)
+                finish = Finish.completed(job, value)
+                self.completed += 1
+            except TimeoutError as exc:
+                finish = self._failure(job, exc, "job timeout exceeded")
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                finish = self._failure(job, exc, None)
+        finally:
+            if self._in_flight.pop(job.id, None) is not None:
+                self._done.append(finish if finish is not None else Finish.released(job))
+            self._kick()
+
+    def _failure(self, job: Job, exc: BaseException, reason: str | None) -> Finish:
+        self.failed += 1
+        try:
+            delay = retry_delay_ms(job, exc, self.backoff_strategies)
+        except InvalidOptionError as bad:
+            log.error("job %s: %s", job.id, bad)
+            delay = -1
+        stack = "".join(traceback.format_exception(exc))
+        return Finish.failed(job, reason or f"{type(exc).__name__}: {exc}", stack, delay)
+
+    async def _call(self, job: Job) -> Any:
+        job._bind(_JobChannel(self, job))  # type: ignore[arg-type]
+        if self._is_async:
+            return await self.processor(job)  # type: ignore[misc]
+        return await anyio.to_thread.run_sync(self.processor, job, limiter=self._limiter)
+
+    async def _heartbeat(self) -> None:
+        """Renews every in-flight lock in one call, three times per lock period."""
+        while True:
+            await anyio.sleep(self.lock_duration / 3)
+            held = [(j.id, j.token) for j in self._in_flight.values()]
+            if not held:
+                continue
+            try:
+                lost = await self.consumer.extend(held)
+            except GlidemqConnectionError as exc:
+                log.warning("queue %s: lock renewal failed: %s", self.name, exc)
+                continue
+            for jid in lost:
+                log.warning("queue %s: lost the lock of job %s (reclaimed elsewhere)",
+                            self.name, jid)
+
+
+class _JobChannel:
+    """What a processor's job talks to for progress and logs: the worker's consumer."""
+
+    def __init__(self, worker: Worker, job: Job) -> None:
+        self._c = worker.consumer
+        self._job = job
+
+    async def _progress(self, job_id: str, token: int, progress: Any) -> None:
+        await self._c.progress(job_id, token, codec.encode(
+            progress, f"progress of job {job_id!r}", self._c.max_payload))
+
+    async def _log(self, job_id: str, token: int, line: str) -> int:
+        await self._c.log(job_id, token, line)
+        return 0
+
+    async def update_data(self, job_id: str, data: Any) -> None:
+        from glidemq.engine.queue import Queue
+
+        q = Queue(self._c.name, self._c.connection, max_payload=self._c.max_payload)
+        await q.update_data(job_id, data)
+
+    async def get_job_state(self, job_id: str) -> Any:
+        from glidemq.engine.queue import Queue
+
+        return await Queue(self._c.name, self._c.connection).get_job_state(job_id)

@@ -1,0 +1,138 @@
+-- glidemq_fetch: the hot path. In one call: apply a batch of outcomes,
+-- promote due delayed jobs, reclaim stalled jobs, and claim up to N jobs.
+-- KEYS[1]  meta key of the queue
+-- ARGV[1]  lock duration ms       ARGV[2]  claim count N
+-- ARGV[3]  max stalled count      ARGV[4]  events max length (0 = off)
+-- ARGV[5]  dead-letter queue name ("" = none; must share the hash tag)
+-- ARGV[6]  number of outcomes M, then M groups of 6 fields:
+--          id, token, kind ("c" completed | "f" failed | "r" released),
+--          value (c: return value JSON, f: failed reason), stacktrace,
+--          retry delay ms (f only: >= 0 retry after delay, -1 terminal)
+-- Returns: { {id, token, name, data, opts, attempts_made, timestamp, stalled_count} * claimed (flat),
+--            wake_ms (-1 = nothing pending), rejected outcomes (stale token) }
+-- A stale outcome (token mismatch, or the job is no longer active) is
+-- counted in meta "stale" and never applied: this is the fencing check.
+redis.register_function('glidemq_fetch', function(keys, args)
+  local P = prefix_of(keys[1])
+  local lock = tonumber(args[1])
+  local want = tonumber(args[2])
+  local max_stalled = tonumber(args[3])
+  local maxlen = tonumber(args[4])
+  local dlq = args[5]
+  local m = tonumber(args[6])
+  local now = now_ms()
+  local active = P .. 'active'
+  local rejected = 0
+
+  for i = 0, m - 1 do
+    local b = 6 + i * 6
+    local id, token, kind = args[b + 1], args[b + 2], args[b + 3]
+    local job = P .. 'job:' .. id
+    local f = redis.call('HMGET', job, 'tk', 'rc', 'rf', 'p')
+    if f[1] ~= token or not redis.call('ZSCORE', active, id) then
+      rejected = rejected + 1
+    else
+      redis.call('ZREM', active, id)
+      if kind == 'c' then
+        redis.call('HSET', job, 's', 'completed', 'rv', args[b + 4], 'fon', now)
+        emit(P, maxlen, 'completed', id)
+        retain(P, 'completed', f[2], now, id)
+      elseif kind == 'f' then
+        local reason, stack, delay = args[b + 4], args[b + 5], tonumber(args[b + 6])
+        redis.call('HINCRBY', job, 'atm', 1)
+        if delay >= 0 then
+          redis.call('HSET', job, 'fr', reason, 'st', stack)
+          if delay > 0 then
+            redis.call('ZADD', P .. 'delayed', now + delay, id)
+            redis.call('HSET', job, 's', 'delayed')
+          else
+            redis.call('HSET', job, 's', enqueue(P, id, tonumber(f[4]) or 0, false))
+          end
+          emit(P, maxlen, 'retrying', id, 'failedReason', reason, 'delay', delay)
+        else
+          fail_terminal(P, id, job, reason, stack, now, maxlen, dlq, f[3])
+        end
+      else
+        redis.call('HSET', job, 's', enqueue(P, id, tonumber(f[4]) or 0, true))
+      end
+    end
+  end
+  if rejected > 0 then redis.call('HINCRBY', keys[1], 'stale', rejected) end
+
+  -- Promote due delayed jobs.
+  local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, PROMOTE_CAP)
+  if #due > 0 then
+    redis.call('ZREM', P .. 'delayed', unpack(due))
+    for i = 1, #due do
+      local job = P .. 'job:' .. due[i]
+      redis.call('HSET', job, 's', enqueue(P, due[i], tonumber(redis.call('HGET', job, 'p')) or 0, false))
+    end
+  end
+
+  -- Reclaim jobs whose lock expired (their holder died or hung).
+  local stalled = redis.call('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, RECLAIM_CAP)
+  for i = 1, #stalled do
+    local id = stalled[i]
+    local job = P .. 'job:' .. id
+    redis.call('ZREM', active, id)
+    local stc = redis.call('HINCRBY', job, 'stc', 1)
+    emit(P, maxlen, 'stalled', id)
+    if stc > max_stalled then
+      redis.call('HINCRBY', job, 'atm', 1)
+      fail_terminal(P, id, job, 'job stalled more than ' .. max_stalled .. ' time(s)', '', now,
+        maxlen, dlq, redis.call('HGET', job, 'rf'))
+    else
+      redis.call('HSET', job, 's', enqueue(P, id, tonumber(redis.call('HGET', job, 'p')) or 0, true))
+    end
+  end
+  if #due + #stalled > 0 then wake(P, #due + #stalled) end
+
+  -- Claim.
+  local jobs = {}
+  local claimed = 0
+  if want > 0 and redis.call('HGET', keys[1], 'paused') ~= '1' then
+    local deadline = now + lock
+    while claimed < want do
+      local id = redis.call('RPOP', P .. 'wait')
+      if not id then
+        local z = redis.call('ZPOPMIN', P .. 'prio')
+        id = z[1]
+        if not id then break end
+      end
+      local job = P .. 'job:' .. id
+      local tk = redis.pcall('HINCRBY', job, 'tk', 1)
+      if type(tk) == 'table' then
+        -- Not a hash (corrupted key): fail it without touching it.
+        redis.call('ZADD', P .. 'failed', now, id)
+        emit(P, maxlen, 'failed', id, 'failedReason', 'malformed: job key is not a hash')
+      elseif tk == 1 and redis.call('HLEN', job) == 1 then
+        -- The hash was deleted under us; HINCRBY re-created it. Drop the orphan.
+        redis.call('DEL', job)
+      else
+        redis.call('HSET', job, 's', 'active', 'pon', now)
+        redis.call('ZADD', active, deadline, id)
+        local f = redis.call('HMGET', job, 'n', 'd', 'o', 'atm', 'ts', 'stc')
+        jobs[#jobs + 1] = id
+        jobs[#jobs + 1] = tk
+        for k = 1, 6 do jobs[#jobs + 1] = f[k] or '' end
+        emit(P, maxlen, 'active', id)
+        claimed = claimed + 1
+      end
+    end
+  end
+
+  -- When the queue ran dry, tell the caller how long it may sleep.
+  local wake_ms = -1
+  if claimed < want then
+    local d = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
+    local a = redis.call('ZRANGE', active, 0, 0, 'WITHSCORES')
+    local t = nil
+    if d[2] then t = tonumber(d[2]) end
+    if a[2] and (t == nil or tonumber(a[2]) < t) then t = tonumber(a[2]) end
+    if t then
+      wake_ms = t - now
+      if wake_ms < 0 then wake_ms = 0 end
+    end
+  end
+  return {jobs, wake_ms, rejected}
+end)
