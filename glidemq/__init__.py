@@ -49,10 +49,10 @@ _EXPORTS: dict[str, str] = {
 __all__ = ("__version__", *_EXPORTS)
 
 if TYPE_CHECKING:
-    from glidemq.engine.connection import Connection, TLSOptions
-    from glidemq.engine.job import Backoff, Job, JobOptions, JobState, KeepJobs
-    from glidemq.engine.queue import JobSpec, Queue
-    from glidemq.engine.worker import Worker
+    from glidemq.engine.connection import Connection, TLSOptions  # noqa: F401
+    from glidemq.engine.job import Backoff, Job, JobOptions, JobState, KeepJobs  # noqa: F401
+    from glidemq.engine.queue import JobSpec, Queue  # noqa: F401
+    from glidemq.engine.worker import Worker  # noqa: F401
     from glidemq.errors import *  # noqa: F403
 
 

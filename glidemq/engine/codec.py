@@ -31,7 +31,8 @@ def encode(value: Any, what: str, limit: int = DEFAULT_MAX_PAYLOAD) -> bytes:
     except (TypeError, msgspec.EncodeError) as exc:
         raise TypeError(f"{what} is not JSON-serialisable: {exc}") from None
     if len(raw) > limit:
-        raise PayloadTooLargeError(f"{what} is {len(raw)} bytes encoded; the limit is {limit} bytes")
+        raise PayloadTooLargeError(
+            f"{what} is {len(raw)} bytes encoded; the limit is {limit} bytes")
     return raw
 
 

@@ -25,6 +25,7 @@ from glidemq.errors import InvalidOptionError
 log = logging.getLogger(__name__)
 
 _decode_json = msgspec.json.decode
+_pack = msgspec.msgpack.Encoder().encode
 
 
 class Finish(msgspec.Struct, frozen=True, array_like=True):
@@ -33,14 +34,14 @@ class Finish(msgspec.Struct, frozen=True, array_like=True):
     job_id: str
     token: int
     kind: str  # "c" completed, "f" failed, "r" released
-    value: bytes | str = b""
+    value: str = ""
     stacktrace: str = ""
     retry_delay_ms: int = -1
 
     @classmethod
     def completed(cls, job: Job, value_json: bytes) -> Finish:
         """Completed with a JSON-encoded return value."""
-        return cls(job.id, job.token, "c", value_json)
+        return cls(job.id, job.token, "c", value_json.decode())
 
     @classmethod
     def failed(cls, job: Job, reason: str, stacktrace: str = "", retry_delay_ms: int = -1
@@ -133,13 +134,10 @@ class Consumer:
         if pending:
             self._malformed = []
             finishes = [*finishes, *pending]
-        args: list[Any] = [self.lock_ms, claim, self.max_stalled_count, self.events_maxlen,
-                           self.dead_letter_queue, len(finishes)]
-        for f in finishes:
-            args += (f.job_id, f.token, f.kind, f.value, f.stacktrace, f.retry_delay_ms)
         try:
             flat, wake_ms, rejected = await self.connection.fcall(
-                "glidemq_fetch", self.keys.meta, *args)
+                "glidemq_fetch", self.keys.meta, self.lock_ms, claim, self.max_stalled_count,
+                self.events_maxlen, self.dead_letter_queue, _pack(finishes) if finishes else "")
         except BaseException:
             self._malformed = pending + self._malformed
             raise

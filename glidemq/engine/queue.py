@@ -29,6 +29,7 @@ MAX_LOG_LINES = 1000
 BULK_CHUNK = 500
 
 _opts_encoder = msgspec.json.Encoder()
+_pack = msgspec.msgpack.Encoder().encode
 
 
 class JobSpec(msgspec.Struct, frozen=True):
@@ -89,8 +90,8 @@ class Queue:
         if job_id is not None:
             validate_job_id(job_id)
         raw = codec.encode(data, f"data of job {name!r}", self.max_payload)
-        return [job_id or "", name, raw, _opts_encoder.encode(opts), int(opts.delay * 1000),
-                opts.priority, "1" if opts.lifo else "0",
+        return [job_id or "", name, raw.decode(), _opts_encoder.encode(opts).decode(),
+                int(opts.delay * 1000), opts.priority, 1 if opts.lifo else 0,
                 retention_spec(opts.remove_on_complete), retention_spec(opts.remove_on_fail)]
 
     async def add(self, name: str, data: Any = None, *, job_id: str | None = None,
@@ -128,10 +129,7 @@ class Queue:
         out: list[Job] = []
         for start in range(0, len(specs), BULK_CHUNK):
             chunk = encoded[start:start + BULK_CHUNK]
-            args: list[Any] = [self.events_maxlen, len(chunk)]
-            for row in chunk:
-                args.extend(row)
-            reply = await self._call("glidemq_add", *args)
+            reply = await self._call("glidemq_add", self.events_maxlen, _pack(chunk))
             for i in range(len(chunk)):
                 jid = reply[3 * i].decode()
                 k = start + i

@@ -4,10 +4,12 @@
 -- ARGV[1]  lock duration ms       ARGV[2]  claim count N
 -- ARGV[3]  max stalled count      ARGV[4]  events max length (0 = off)
 -- ARGV[5]  dead-letter queue name ("" = none; must share the hash tag)
--- ARGV[6]  number of outcomes M, then M groups of 6 fields:
---          id, token, kind ("c" completed | "f" failed | "r" released),
---          value (c: return value JSON, f: failed reason), stacktrace,
---          retry delay ms (f only: >= 0 retry after delay, -1 terminal)
+-- ARGV[6]  outcomes, msgpack array ("" = none) of arrays
+--          {id, token, kind ("c" completed | "f" failed | "r" released),
+--           value (c: return value JSON, f: failed reason), stacktrace,
+--           retry delay ms (f only: >= 0 retry after delay, -1 terminal)}.
+--          One packed argument instead of 6 per job: client-side argument
+--          encoding was the largest cost of a batch.
 -- Returns: { {id, token, name, data, opts, attempts_made, timestamp, stalled_count} * claimed (flat),
 --            wake_ms (-1 = nothing pending), rejected outcomes (stale token) }
 -- A stale outcome (token mismatch, or the job is no longer active) is
@@ -19,14 +21,15 @@ redis.register_function('glidemq_fetch', function(keys, args)
   local max_stalled = tonumber(args[3])
   local maxlen = tonumber(args[4])
   local dlq = args[5]
-  local m = tonumber(args[6])
+  local outcomes = {}
+  if args[6] ~= '' then outcomes = cmsgpack.unpack(args[6]) end
   local now = now_ms()
   local active = P .. 'active'
   local rejected = 0
 
-  for i = 0, m - 1 do
-    local b = 6 + i * 6
-    local id, token, kind = args[b + 1], args[b + 2], args[b + 3]
+  for i = 1, #outcomes do
+    local o = outcomes[i]
+    local id, token, kind = o[1], tostring(o[2]), o[3]
     local job = P .. 'job:' .. id
     local f = redis.call('HMGET', job, 'tk', 'rc', 'rf', 'p')
     if f[1] ~= token or not redis.call('ZSCORE', active, id) then
@@ -34,11 +37,11 @@ redis.register_function('glidemq_fetch', function(keys, args)
     else
       redis.call('ZREM', active, id)
       if kind == 'c' then
-        redis.call('HSET', job, 's', 'completed', 'rv', args[b + 4], 'fon', now)
+        redis.call('HSET', job, 's', 'completed', 'rv', o[4], 'fon', now)
         emit(P, maxlen, 'completed', id)
         retain(P, 'completed', f[2], now, id)
       elseif kind == 'f' then
-        local reason, stack, delay = args[b + 4], args[b + 5], tonumber(args[b + 6])
+        local reason, stack, delay = o[4], o[5], o[6]
         redis.call('HINCRBY', job, 'atm', 1)
         if delay >= 0 then
           redis.call('HSET', job, 'fr', reason, 'st', stack)
