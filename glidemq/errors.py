@@ -9,6 +9,11 @@ translated in exactly one place: :func:`glidemq.engine.fcall.translate`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from glidemq.sandbox.exitcodes import ExitStatus
+
 
 class GlidemqError(Exception):
     """Base of every error raised by glidemq."""
@@ -118,3 +123,28 @@ class HardTimeoutError(SupervisorError):
 
 class ChildBootError(SupervisorError):
     """A child failed to start (handler import error, handshake deadline)."""
+
+
+class FatalBootError(ChildBootError):
+    """A child can never boot: its handler does not import, its rlimits are refused,
+    or it speaks another protocol version. Restarting cannot help; the pool stops.
+    """
+
+    def __init__(
+        self, message: str, *, status: ExitStatus | None = None, remote_traceback: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.remote_traceback = remote_traceback
+
+
+class HandshakeError(ChildBootError):
+    """A child died, hung or sent garbage before its ``Hello`` (restart it with backoff)."""
+
+    def __init__(self, message: str, *, status: ExitStatus | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ChildGoneError(SupervisorError):
+    """The child has exited or is retiring: it takes no more jobs."""
