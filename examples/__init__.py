@@ -1,0 +1,1 @@
+"""Example handlers and the demo driver (not part of the glidemq package)."""
