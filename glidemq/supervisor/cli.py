@@ -12,14 +12,11 @@ must not break the supervisor), or run the supervisor's actors itself.
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
-
-import anyio
+from collections.abc import Callable, Mapping, Sequence
 
 from glidemq.errors import ConfigError, ConfigValueError, GlidemqError
 from glidemq.supervisor.config import LOG_LEVELS, Config, load_config
@@ -87,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"{args.config}: ok ({len(config.queues)} queue(s): {names})\n")
         return EXIT_OK
     configure_logging(config.supervisor.log_level)
-    return _run(config)
+    return _run(config, lambda: load_config(args.config, os.environ, overrides))
 
 
 def configure_logging(level: str) -> None:
@@ -134,7 +131,7 @@ def _import_error(handler: str, cwd: str, env: Mapping[str, str]) -> str | None:
     return lines[-1] if lines else f"interpreter exited with code {done.returncode}"
 
 
-def _run(config: Config) -> int:
+def _run(config: Config, reload: Callable[[], Config] | None = None) -> int:
     """Hand over to the supervisor runtime, mapping its outcome to an exit code."""
     try:
         from glidemq.supervisor.supervisor import run
@@ -144,10 +141,7 @@ def _run(config: Config) -> int:
         log.error("the supervisor runtime (glidemq.supervisor.supervisor) is not installed")
         return EXIT_RUNTIME
     try:
-        if inspect.iscoroutinefunction(run):
-            result = anyio.run(run, config)
-        else:
-            result = run(config)
+        result = run(config, reload)
     except ConfigError as exc:
         log.error("config error: %s", exc)
         return EXIT_CONFIG

@@ -1,0 +1,233 @@
+"""Slot: the actor that owns one child process of a pool.
+
+Spawns the child, waits for work from the pool's feeder, sends it as one
+``Run`` frame, turns the child's events into job outcomes, enforces the hard
+timeout, and recycles the child on ``max_jobs_per_child`` / ``max_rss_mb``.
+When the child dies, the job it was running loses one attempt (reason
+"child crashed: signal 11", "hard timeout (…)") and the jobs it never
+started go back to the queue without penalty.
+
+Must not: talk to Valkey except through the pool's consumer, or decide the
+pool's size.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+import msgspec
+import psutil
+
+from glidemq.engine.backoff import retry_delay_ms
+from glidemq.engine.consumer import Finish
+from glidemq.engine.job import Backoff, Job
+from glidemq.errors import (
+    ChildBootError,
+    ChildGoneError,
+    FatalBootError,
+    GlidemqError,
+    UnrecoverableError,
+)
+from glidemq.sandbox.limits import Rlimits
+from glidemq.sandbox.protocol import Failure, Idle, JobSpec, Log, Progress, Result, Started
+from glidemq.supervisor.child import Child, Exited
+
+if TYPE_CHECKING:
+    from glidemq.supervisor.pool import Pool
+
+log = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
+
+
+class Slot:
+    """One child process and the jobs it holds."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.qc = pool.qc
+        self.retiring = False
+        self.abandon = False  # shutdown kill: give jobs back instead of failing them
+        self.child: Child | None = None
+        self.jobs: dict[str, Job] = {}
+        self._hard_timed_out: str | None = None
+        self._ps: psutil.Process | None = None
+        self._send, self._recv = anyio.create_memory_object_stream[list[Job] | None](1)
+
+    # --- called by the pool ----------------------------------------------------------
+    def assign(self, jobs: list[Job]) -> None:
+        self._send.send_nowait(jobs)
+
+    def retire(self) -> None:
+        """Exit after the current batch (or now, if idle)."""
+        self.retiring = True
+        if self in self.pool.idle:
+            self.pool.idle.remove(self)
+            self._send.send_nowait(None)
+
+    async def kill(self) -> None:
+        if self.child is not None and self.child.alive:
+            await self.child.kill()
+        elif self.child is None or not self.jobs:
+            self.retire()
+
+    def cpu_percent(self) -> float:
+        try:
+            if self._ps is None and self.child is not None:
+                self._ps = psutil.Process(self.child.pid)
+            return self._ps.cpu_percent(None) if self._ps else 0.0
+        except psutil.Error:
+            return 0.0
+
+    # --- the actor ------------------------------------------------------------------
+    async def run(self) -> None:
+        crashed, boot_error = False, None
+        try:
+            async with anyio.create_task_group() as tg:
+                qc = self.qc
+                r = qc.rlimits
+                try:
+                    self.child = await Child.spawn(
+                        tg, qc.handler, path=self.pool.path, env_extra=qc.env,
+                        rlimits=Rlimits(address_space_mb=r.address_space_mb,
+                                        cpu_seconds=r.cpu_seconds, open_files=r.open_files)
+                        if r else None,
+                        kill_grace=qc.hard_timeout_grace)
+                except FatalBootError as exc:
+                    boot_error = str(exc)
+                    return
+                except (ChildBootError, ChildGoneError, OSError) as exc:
+                    log.warning("queue %s: child failed to start: %s", qc.name, exc)
+                    crashed = True
+                    return
+                try:
+                    crashed = await self._serve(self.child)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.child.aclose()
+        finally:
+            for job in list(self.jobs.values()):  # anything not accounted for goes back
+                self.pool.finish(Finish.released(job))
+            self.jobs.clear()
+            self.pool.gone(self, crashed, boot_error)
+
+    async def _serve(self, child: Child) -> bool:
+        """Run batches until retired or dead; True when the child crashed."""
+        while True:
+            if self.retiring:
+                await child.retire()
+                return self._on_exit(await self._until_exit(child))
+            self.pool.ready(self)
+            jobs = await self._recv.receive()
+            if jobs is None:
+                continue  # retire() sent it; loop to the retiring branch
+            self.jobs = {j.id: j for j in jobs}
+            sc = self.qc.soft_timeout
+            await child.run([
+                JobSpec(id=j.id, name=j.name, data=_json.encode(j.data),
+                        attempts_made=j.attempts_made, opts=msgspec.to_builtins(j.opts),
+                        token=j.token, soft_timeout=sc) for j in jobs])
+            ev = await self._events(child)
+            if isinstance(ev, Exited):
+                return self._on_exit(ev)
+            self._maybe_recycle(ev)
+
+    def _maybe_recycle(self, idle: Idle) -> None:
+        qc, stats = self.qc, self.pool.stats
+        if qc.max_jobs_per_child and idle.jobs_done >= qc.max_jobs_per_child:
+            stats.record_limit_kill("max_jobs_per_child")
+            self.retiring = True
+        elif qc.max_rss_mb and idle.rss_bytes > qc.max_rss_mb * 2**20:
+            log.info("queue %s: child %s at %d MiB > max_rss_mb %d; recycling", qc.name,
+                     self.child.pid if self.child else "?", idle.rss_bytes // 2**20, qc.max_rss_mb)
+            stats.record_limit_kill("max_rss")
+            self.retiring = True
+
+    async def _until_exit(self, child: Child) -> Exited:
+        while True:
+            ev = await child.receive()
+            if isinstance(ev, Exited):
+                return ev
+            await self._handle(ev)
+
+    async def _events(self, child: Child) -> Idle | Exited:
+        started = 0.0
+        running: str | None = None
+        hard = self.qc.hard_timeout
+        while True:
+            timeout = (started + hard - time.monotonic()) if (running and hard) else None
+            with anyio.move_on_after(timeout) as scope:
+                ev = await child.receive()
+            if scope.cancelled_caught:
+                log.warning("queue %s: job %s over hard_timeout %ss; killing child %d",
+                            self.qc.name, running, hard, child.pid)
+                self._hard_timed_out = running
+                self.pool.stats.record_limit_kill("hard_timeout")
+                await child.kill()
+                continue
+            if isinstance(ev, Idle | Exited):
+                return ev
+            if isinstance(ev, Started):
+                running, started = ev.job_id, time.monotonic()
+            elif isinstance(ev, Result | Failure):
+                running = None
+            await self._handle(ev)
+
+    async def _handle(self, ev: object) -> None:
+        c = self.pool.consumer
+        match ev:
+            case Result(job_id=jid, value=value):
+                job = self.jobs.pop(jid, None)
+                if job is not None:
+                    self.pool.finish(Finish(job.id, job.token, "c", value.decode()))
+            case Failure(job_id=jid, type=etype, message=msg, traceback=tb, unrecoverable=u):
+                job = self.jobs.pop(jid, None)
+                if job is not None:
+                    delay = self._retry_delay(job, UnrecoverableError(msg) if u else None)
+                    self.pool.finish(Finish.failed(job, f"{etype}: {msg}", tb, delay))
+            case Progress(job_id=jid, progress=raw):
+                job = self.jobs.get(jid)
+                if job is not None:
+                    await self._side(c.progress(job.id, job.token, raw), jid)
+            case Log(job_id=jid, line=line):
+                job = self.jobs.get(jid)
+                if job is not None:
+                    await self._side(c.log(job.id, job.token, line), jid)
+
+    async def _side(self, call: object, jid: str) -> None:
+        try:
+            await call  # type: ignore[misc]
+        except GlidemqError as exc:
+            log.warning("queue %s: progress/log of job %s not stored: %s", self.qc.name, jid, exc)
+
+    def _on_exit(self, ex: Exited) -> bool:
+        """Account for the child's jobs; True when this counts as a crash."""
+        for jid in ex.unstarted:
+            job = self.jobs.pop(jid, None)
+            if job is not None:
+                self.pool.finish(Finish.released(job))
+        job = self.jobs.pop(ex.running, None) if ex.running else None
+        if job is not None:
+            if self.abandon:
+                self.pool.finish(Finish.released(job))
+            else:
+                if self._hard_timed_out == job.id:
+                    reason = f"hard timeout ({self.qc.hard_timeout}s)"
+                else:
+                    reason = f"child crashed: {ex.status}"
+                log.warning("queue %s: job %s failed: %s", self.qc.name, job.id, reason)
+                self.pool.finish(Finish.failed(job, reason, "", self._retry_delay(job, None)))
+        clean = ex.status.code == 0 and ex.running is None
+        return not clean and not self.abandon and self._hard_timed_out is None
+
+    def _retry_delay(self, job: Job, error: BaseException | None) -> int:
+        """The queue's ``attempts``/``backoff`` apply where the job asked for less."""
+        qc, o = self.qc, job.opts
+        backoff = o.backoff
+        if backoff is None and qc.backoff is not None:
+            b = qc.backoff
+            backoff = Backoff(type=b.type, delay=b.delay, jitter=b.jitter)
+        opts = msgspec.structs.replace(o, attempts=max(o.attempts, qc.attempts), backoff=backoff)
+        return retry_delay_ms(msgspec.structs.replace(job, opts=opts), error)
