@@ -29,6 +29,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from glidemq.engine.keys import root as queue_root
+from glidemq.engine.keys import validate_queue_name as _engine_validate_queue_name
 from glidemq.errors import ConfigFileError, ConfigValueError, InvalidQueueNameError
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -41,23 +43,12 @@ _URL_SCHEMES = ("valkey", "valkeys", "redis", "rediss", "unix")
 
 
 def validate_queue_name(name: str) -> str:
-    """Return ``name`` if it can sit inside a ``{hash tag}``, else raise.
+    """The engine's queue-name rule (one rule for producers and the supervisor).
 
     Raises:
-        InvalidQueueNameError: empty, over 128 chars, or holds ``{ } :``,
-            whitespace or control characters (they would break the key tag).
+        InvalidQueueNameError: see :func:`glidemq.engine.keys.validate_queue_name`.
     """
-    if not isinstance(name, str) or not name:
-        raise InvalidQueueNameError(f"queue name {name!r}: expected a non-empty string")
-    if len(name) > 128:
-        raise InvalidQueueNameError(f"queue name {name[:20]!r}…: expected at most 128 chars")
-    bad = next((c for c in name if c in "{}:" or c.isspace() or not c.isprintable()), None)
-    if bad is not None:
-        raise InvalidQueueNameError(
-            f"queue name {name!r}: expected no '{{', '}}', ':', whitespace or control "
-            f"characters (found {bad!r})"
-        )
-    return name
+    return _engine_validate_queue_name(name)
 
 
 class Secret(str):
@@ -340,12 +331,17 @@ def _check(config: Config, raw: dict[str, Any], env: Mapping[str, str]) -> Confi
                 if name is not None:
                     validate_queue_name(name)
             except InvalidQueueNameError as exc:
-                _fail(f"{key}.{field}", name, str(exc).partition(": expected ")[2])
+                _fail(f"{key}.{field}", name, f"a valid queue name ({exc})")
         if q.name in seen:
             _fail(f"{key}.name", q.name, "a queue name not used by another [[queues]] entry")
         seen.add(q.name)
         if q.dead_letter_queue == q.name:
             _fail(f"{key}.dead_letter_queue", q.name, "a queue other than the queue itself")
+        dlq = q.dead_letter_queue
+        if dlq is not None and queue_root(dlq) != queue_root(q.name):
+            _fail(f"{key}.dead_letter_queue", q.dead_letter_queue,
+                  f"a name sharing the queue's root, e.g. '{queue_root(q.name)}.dead' (the move "
+                  "into the dead-letter queue is atomic only on one cluster slot)")
         if not _HANDLER_RE.match(q.handler):
             _fail(f"{key}.handler", q.handler, "'package.module:function'")
         if "max_children" not in _get(raw, ["queues", i], {}) and q.max_children < q.min_children:

@@ -116,7 +116,7 @@ def test_env_var_names_documented() -> None:
         (QUEUE + "min_children = 3\nmax_children = 2\n", {},
          "queues[0].min_children = 3: expected <= max_children (2)"),
         (QUEUE + QUEUE, {}, "queues[1].name = 'q': expected a queue name not used"),
-        (QUEUE.replace('"q"', '"a:b"'), {}, "queues[0].name = 'a:b': expected no '{'"),
+        (QUEUE.replace('"q"', '"a:b"'), {}, "queues[0].name = 'a:b': expected a valid queue name"),
         (QUEUE + "dead_letter_queue = 'q'\n", {}, "queues[0].dead_letter_queue"),
         (QUEUE + "dead_letter_queue = 'x y'\n", {}, "queues[0].dead_letter_queue = 'x y'"),
         (QUEUE.replace("pkg.mod:fn", "pkg.mod.fn"), {}, "queues[0].handler = 'pkg.mod.fn'"),
@@ -225,7 +225,7 @@ def test_cli_runs_supervisor_with_overrides(
     seen: list[Config] = []
     fake = types.ModuleType("glidemq.supervisor.supervisor")
 
-    async def run(config: Config) -> int:
+    def run(config: Config, reload: object = None) -> int:
         seen.append(config)
         return 0
 
@@ -245,7 +245,7 @@ def test_cli_runtime_errors_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(cli, "configure_logging", lambda level: None)
     fake = types.ModuleType("glidemq.supervisor.supervisor")
 
-    def run(config: Config) -> None:
+    def run(config: Config, reload: object = None) -> None:
         raise ConfigError("late") if config.queues[0].batch == 2 else RuntimeError("boom")
 
     fake.run = run  # type: ignore[attr-defined]
