@@ -20,7 +20,7 @@ from glidemq.engine.connection import Connection
 from glidemq.engine.job import Job, JobOptions, decode_options
 from glidemq.engine.keys import QueueKeys, root, validate_queue_name
 from glidemq.engine.queue import DEFAULT_EVENTS_MAXLEN, MAX_LOG_LINES
-from glidemq.errors import InvalidOptionError
+from glidemq.errors import GlidemqConnectionError, InvalidOptionError
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,8 @@ class Consumer:
         """Apply ``finishes`` and claim up to ``claim`` jobs, in one server call.
 
         Jobs found malformed are not returned: they are failed with a
-        "malformed" reason by the next call, and the caller carries on.
+        "malformed" reason by a follow-up call at once (or, if that call
+        does not get through, by the next fetch), and the caller carries on.
 
         Raises:
             GlidemqConnectionError: the call did not reach the server; the
@@ -162,7 +163,14 @@ class Consumer:
                 self._malformed.append(Finish(jid, token, "f", f"malformed: {exc}", "", -1))
                 continue
             jobs.append(job)
-        return FetchResult(jobs, None if wake_ms < 0 else int(wake_ms), int(rejected))
+        rejected = int(rejected)
+        if self._malformed and claim > 0:
+            # Fail them now: an idle caller may not fetch again for a long time.
+            try:
+                rejected += (await self.fetch((), 0)).rejected
+            except GlidemqConnectionError as exc:
+                log.warning("queue %s: could not fail malformed jobs yet: %s", name, exc)
+        return FetchResult(jobs, None if wake_ms < 0 else int(wake_ms), rejected)
 
     async def extend(self, held: Sequence[tuple[str, int]]) -> list[str]:
         """Renew the locks of ``(job_id, token)`` pairs; returns ids we no longer hold."""
@@ -174,15 +182,14 @@ class Consumer:
         lost = await self.connection.fcall("glidemq_extend", self.keys.meta, *args)
         return [x.decode() for x in lost]
 
-    async def wait(self, timeout: float) -> bool:
-        """Block server-side until a job is added or ``timeout`` seconds pass.
+    async def wait(self, seconds: float) -> bool:
+        """Block server-side until a job is added or ``seconds`` pass.
 
         Uses a client of its own so blocking never holds the shared pool.
         """
         if self._blocking is None:
             self._blocking = self.connection.new_client()
-        timeout = max(0.001, timeout)
-        got = await self._blocking.blpop([self.keys.marker], timeout=timeout)
+        got = await self._blocking.blpop([self.keys.marker], timeout=max(0.001, seconds))
         return got is not None
 
     async def wake(self) -> None:

@@ -4,7 +4,7 @@ Shared by the in-process Worker and the supervisor's pools. The owner arms
 the idler when a fetch came back short; the idler then blocks server-side
 (``BLPOP`` on its own connection) and kicks the owner when a job is added.
 A wake-up the owner cannot use (no free capacity) is pushed back for another
-consumer.
+consumer, and the idler disarms until the owner's next short fetch.
 """
 
 from __future__ import annotations
@@ -49,8 +49,11 @@ class Idler:
                 continue
             if not got:
                 continue
+            # Disarm either way: the owner re-arms after its next short fetch.
+            # Blocking again while holding no capacity would pop our own
+            # pushed-back marker in a loop.
+            self._armed = anyio.Event()
             if self.has_capacity():
-                self._armed = anyio.Event()
                 self.kick()
             else:
                 await self.consumer.wake()

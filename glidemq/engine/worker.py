@@ -24,6 +24,7 @@ from glidemq.engine import codec
 from glidemq.engine.backoff import BackoffStrategy, retry_delay_ms
 from glidemq.engine.connection import Connection
 from glidemq.engine.consumer import Consumer, Finish
+from glidemq.engine.idle import Idler
 from glidemq.engine.job import Job
 from glidemq.errors import GlidemqConnectionError, InvalidOptionError
 
@@ -101,7 +102,9 @@ class Worker:
         self._idle_runners: list[anyio.Event] = []
         self._done: list[Finish] = []
         self._wakeup = anyio.Event()
-        self._need_marker = anyio.Event()
+        self._idler = Idler(self.consumer, self.block_timeout,
+                            lambda: not self._closing and len(self._in_flight) < self.capacity,
+                            self._kick)
         self._closing = False
         self._force = False
         self._stopped = anyio.Event()
@@ -120,7 +123,7 @@ class Worker:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat, name=f"heartbeat:{self.name}")
-                tg.start_soon(self._marker_waiter, name=f"waker:{self.name}")
+                tg.start_soon(self._idler.run, name=f"idler:{self.name}")
                 with anyio.CancelScope() as jobs_scope:
                     self._jobs_scope = jobs_scope
                     async with anyio.create_task_group() as runners:
@@ -138,8 +141,15 @@ class Worker:
 
     async def close(self, force: bool = False) -> None:
         """Stop claiming; wait for in-flight jobs (or, with ``force``, return them
-        to the queue at once) and return when the worker has stopped."""
+        to the queue at once) and return when the worker has stopped.
+
+        Jobs claimed ahead (prefetch) but not started go back to the queue at
+        once, without using an attempt: closing never starts new jobs."""
         self._closing = True
+        while self._ready:
+            job = self._ready.popleft()
+            if self._in_flight.pop(job.id, None) is not None:
+                self._done.append(Finish.released(job))
         if force:
             self._force = True
             if self._jobs_scope is not None:
@@ -207,7 +217,7 @@ class Worker:
             if len(res.jobs) < free and not self._done:
                 # The queue ran dry: sleep until an add, a completion, or the
                 # next delayed job / lock deadline.
-                self._need_marker.set()
+                self._idler.arm()
                 await self._sleep(res.wake_ms)
 
     async def _sleep(self, wake_ms: int | None) -> None:
@@ -216,26 +226,6 @@ class Worker:
         with anyio.move_on_after(timeout):
             await self._wakeup.wait()
         self._wakeup = anyio.Event()
-
-    async def _marker_waiter(self) -> None:
-        """Blocks on the marker list while the loop is idle; kicks it on an add."""
-        failures = 0
-        while True:
-            await self._need_marker.wait()
-            try:
-                got = await self.consumer.wait(self.block_timeout)
-                failures = 0
-            except Exception as exc:  # connection trouble: the loop's own retries handle it
-                failures += 1
-                log.debug("marker wait failed: %s", exc)
-                await anyio.sleep(min(5.0, 0.05 * 2**failures))
-                continue
-            if got:
-                if self._closing or len(self._in_flight) >= self.capacity:
-                    await self.consumer.wake()  # hand the wake-up to another worker
-                else:
-                    self._need_marker = anyio.Event()
-                    self._kick()
 
     async def _reconnect_pause(self, exc: BaseException) -> None:
         delay = getattr(self, "_backoff", 0.05)
