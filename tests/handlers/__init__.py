@@ -1,0 +1,1 @@
+"""Handler modules the sandbox tests run inside real child processes."""
