@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "JobState": "glidemq.engine.job",
     "Backoff": "glidemq.engine.job",
     "KeepJobs": "glidemq.engine.job",
+    "Dedup": "glidemq.engine.job",
     "GlidemqError": "glidemq.errors",
     "ConfigError": "glidemq.errors",
     "InvalidOptionError": "glidemq.errors",
@@ -50,7 +51,14 @@ __all__ = ("__version__", *_EXPORTS)
 
 if TYPE_CHECKING:
     from glidemq.engine.connection import Connection, TLSOptions  # noqa: F401
-    from glidemq.engine.job import Backoff, Job, JobOptions, JobState, KeepJobs  # noqa: F401
+    from glidemq.engine.job import (  # noqa: F401
+        Backoff,
+        Dedup,
+        Job,
+        JobOptions,
+        JobState,
+        KeepJobs,
+    )
     from glidemq.engine.queue import JobSpec, Queue  # noqa: F401
     from glidemq.engine.worker import Worker  # noqa: F401
     from glidemq.errors import *  # noqa: F403

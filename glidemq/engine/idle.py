@@ -30,6 +30,11 @@ class Idler:
         self.kick = kick
         self._armed = anyio.Event()
 
+    @property
+    def armed(self) -> bool:
+        """True while waiting for an add (the owner found nothing to claim)."""
+        return self._armed.is_set()
+
     def arm(self) -> None:
         """Start (or keep) waiting for an add."""
         self._armed.set()

@@ -60,6 +60,19 @@ class KeepJobs(msgspec.Struct, frozen=True, omit_defaults=True):
 Retention = bool | int | KeepJobs
 
 
+class Dedup(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Deduplication of adds by ``id``.
+
+    ``mode``: "simple" (skip while a job with this id is not finished),
+    "throttle" (skip within ``ttl`` seconds of the last accepted add),
+    "debounce" (a newer add replaces a still-delayed job, within ``ttl``).
+    """
+
+    id: str
+    mode: str = "simple"
+    ttl: float | None = None
+
+
 class JobOptions(msgspec.Struct, frozen=True, omit_defaults=True):
     """Options fixed at add time (stored with the job as JSON)."""
 
@@ -71,6 +84,12 @@ class JobOptions(msgspec.Struct, frozen=True, omit_defaults=True):
     timeout: float | None = None
     remove_on_complete: bool | int | KeepJobs = False
     remove_on_fail: bool | int | KeepJobs = False
+    dedup: Dedup | None = None
+    group: str | None = None  # group / ordering key (per-group limits and FIFO)
+    cost: int = 1  # token-bucket cost
+    depends_on: list[str] = []  # job ids this job waits for ("queue/id" across queues)
+    parent: str | None = None  # "queue/id" of the flow parent (set by FlowProducer)
+    trace: dict[str, str] | None = None  # OpenTelemetry context carrier
 
 
 class Job(msgspec.Struct, dict=True):
@@ -92,6 +111,7 @@ class Job(msgspec.Struct, dict=True):
     state: str | None = None
     token: int = 0
     queue_name: str = ""
+    deduplicated: bool = False  # add() returned an existing job because of ``dedup``
 
     def _bind(self, queue: Queue | None) -> Job:
         self.__dict__["_queue"] = queue
@@ -162,7 +182,8 @@ def retention_spec(value: Retention) -> str:
 def make_options(
     *, delay: Any = 0.0, priority: Any = 0, lifo: Any = False, attempts: Any = 1,
     backoff: Any = None, timeout: Any = None, remove_on_complete: Any = False,
-    remove_on_fail: Any = False,
+    remove_on_fail: Any = False, dedup: Any = None, group: Any = None, cost: Any = 1,
+    depends_on: Any = (), parent: Any = None, trace: Any = None,
 ) -> JobOptions:
     """Validate add() options into a JobOptions.
 
@@ -195,7 +216,16 @@ def make_options(
             raise InvalidOptionError("timeout must be > 0 or None, got 0")
     if lifo and priority:
         raise InvalidOptionError("lifo=True cannot be combined with priority > 0")
+    if dedup is not None and not isinstance(dedup, Dedup):
+        raise InvalidOptionError(f"dedup must be a Dedup, got {dedup!r}")
+    if group is not None and (not isinstance(group, str) or not group):
+        raise InvalidOptionError(f"group must be a non-empty str, got {group!r}")
+    _number("cost", cost, lo=1, integer=True)
+    if isinstance(depends_on, str) or not all(isinstance(d, str) and d for d in depends_on):
+        raise InvalidOptionError(f"depends_on must be a list of job ids, got {depends_on!r}")
     return JobOptions(
+        dedup=dedup, group=group, cost=cost, depends_on=list(depends_on), parent=parent,
+        trace=trace,
         delay=float(delay), priority=priority, lifo=lifo, attempts=attempts, backoff=backoff,
         timeout=timeout, remove_on_complete=_retention("remove_on_complete", remove_on_complete),
         remove_on_fail=_retention("remove_on_fail", remove_on_fail),

@@ -26,12 +26,15 @@ _LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 
 @cache
 def source() -> str:
-    """The full library source, prelude first, functions in file-name order."""
+    """The full library source: prelude, feature preludes, then functions by name."""
     parts = ["#!lua name=glidemq\n"]
     prelude = (_LUA_DIR / "_prelude.lua").read_text()
     parts.append(prelude.replace("__GLIDEMQ_VERSION__", str(LIBRARY_VERSION)))
-    for path in sorted(_LUA_DIR.glob("*.lua")):
-        if not path.name.startswith("_"):
+    # Feature preludes (_dedup.lua, _limits.lua, ...) define the hooks the
+    # functions call, so they come before every function file.
+    files = sorted(_LUA_DIR.glob("*.lua"), key=lambda p: (not p.name.startswith("_"), p.name))
+    for path in files:
+        if path.name != "_prelude.lua":
             parts.append(f"\n-- {path.name}\n")
             parts.append(path.read_text())
     return "".join(parts)

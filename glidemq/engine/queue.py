@@ -92,7 +92,25 @@ class Queue:
         raw = codec.encode(data, f"data of job {name!r}", self.max_payload)
         return [job_id or "", name, raw.decode(), _opts_encoder.encode(opts).decode(),
                 int(opts.delay * 1000), opts.priority, 1 if opts.lifo else 0,
-                retention_spec(opts.remove_on_complete), retention_spec(opts.remove_on_fail)]
+                retention_spec(opts.remove_on_complete), retention_spec(opts.remove_on_fail),
+                self._ext(opts)]
+
+    def _ext(self, opts: JobOptions) -> dict[str, Any] | None:
+        """Feature options for the Lua hooks (_dedup.lua, _limits.lua, _flows.lua)."""
+        ext: dict[str, Any] = {}
+        if opts.dedup is not None:
+            d = opts.dedup
+            ext["dedup"] = {"id": d.id, "mode": d.mode,
+                            "ttl": -1 if d.ttl is None else int(d.ttl * 1000)}
+        if opts.group is not None:
+            ext["group"] = opts.group
+        if opts.cost != 1:
+            ext["cost"] = opts.cost
+        if opts.depends_on:
+            ext["deps"] = opts.depends_on
+        if opts.parent is not None:
+            ext["parent"] = opts.parent
+        return ext or None
 
     async def add(self, name: str, data: Any = None, *, job_id: str | None = None,
                   **options: Any) -> Job:
@@ -136,6 +154,7 @@ class Queue:
                 if reply[3 * i + 1]:
                     existing = await self.get_job(jid)
                     if existing is not None:
+                        existing.deduplicated = reply[3 * i + 1] == 2
                         out.append(existing)
                         continue
                 spec = specs[k]

@@ -169,6 +169,11 @@ class Worker:
         await self._outer.__aexit__(*exc)
 
     # --- fetch loop ---------------------------------------------------------------
+    @property
+    def idle(self) -> bool:
+        """True while the worker found the queue empty and waits for an add."""
+        return self._idler.armed
+
     def _kick(self) -> None:
         self._wakeup.set()
 

@@ -125,6 +125,10 @@ local function dead_letter(P, dlq, id, job, reason, now, maxlen)
   return nid
 end
 
+-- Hooks defined by the feature preludes (_flows.lua, _metrics.lua, ...):
+-- declared here so prelude functions can call them.
+local flow_finished_hook, metrics_hook
+
 -- Terminal failure: failed set (with retention) or dead-letter queue.
 local function fail_terminal(P, id, job, reason, stack, now, maxlen, dlq, rf)
   redis.call('HSET', job, 's', 'failed', 'fr', reason, 'st', stack, 'fon', now)
@@ -133,5 +137,7 @@ local function fail_terminal(P, id, job, reason, stack, now, maxlen, dlq, rf)
     redis.call('HSET', job, 'dlq', dlq .. ':' .. nid)
   end
   emit(P, maxlen, 'failed', id, 'failedReason', reason)
+  metrics_hook(P, 'failed', job, now)
+  flow_finished_hook(P, id, job, 'failed', now)
   retain(P, 'failed', rf, now, id)
 end

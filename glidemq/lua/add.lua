@@ -4,9 +4,12 @@
 -- ARGV[2]  jobs, msgpack array of N arrays
 --          {id ("" = next counter value), name, data (JSON), opts (JSON),
 --           delay_ms, priority, lifo (0/1), remove_on_complete spec,
---           remove_on_fail spec (specs: "" keep, "count:age_ms")}
--- Returns: flat array of N triples {id, existed (0/1), timestamp_ms}.
---          An existing custom id is returned with existed=1 and nothing is written.
+--           remove_on_fail spec (specs: "" keep, "count:age_ms"),
+--           ext: nil or a map of feature options (dedup, group, cost, deps,
+--           parent) read by the hooks in _dedup.lua, _limits.lua, _flows.lua}
+-- Returns: flat array of N triples {id, existed, timestamp_ms}: existed is 0
+--          (added), 1 (custom id already existed) or 2 (deduplicated: the id
+--          is the existing job's). Nothing is written for 1 and 2.
 redis.register_function('glidemq_add', function(keys, args)
   local P = prefix_of(keys[1])
   local maxlen = tonumber(args[1])
@@ -31,22 +34,36 @@ redis.register_function('glidemq_add', function(keys, args)
       out[#out + 1] = 1
       out[#out + 1] = tonumber(redis.call('HGET', job, 'ts')) or 0
     else
-      local name, delay, priority = a[2], a[5], a[6]
-      local state
-      if delay > 0 then
-        redis.call('ZADD', P .. 'delayed', now + delay, id)
-        state = 'delayed'
+      local ext = a[10]
+      local dup = nil
+      if ext then dup = dedup_check(P, ext, now) end
+      if dup then
+        out[#out + 1] = dup
+        out[#out + 1] = 2
+        out[#out + 1] = tonumber(redis.call('HGET', P .. 'job:' .. dup, 'ts')) or 0
       else
-        state = enqueue(P, id, priority, a[7] == 1)
+        local name, delay, priority = a[2], a[5], a[6]
+        redis.call('HSET', job, 'n', name, 'd', a[3], 'o', a[4], 'ts', now,
+          'dl', delay, 'p', priority, 'atm', 0, 'stc', 0, 'tk', 0,
+          'rc', a[8], 'rf', a[9])
+        if ext then ext_added(P, id, job, ext, now) end
+        local state = nil
+        if ext then state = flow_hold(P, id, job, ext, now) end
+        if state then
+          -- waits for children / dependencies; they move it on completion
+        elseif delay > 0 then
+          redis.call('ZADD', P .. 'delayed', now + delay, id)
+          state = 'delayed'
+        else
+          state = enqueue(P, id, priority, a[7] == 1)
+        end
+        redis.call('HSET', job, 's', state)
+        runnable = runnable + 1
+        emit(P, maxlen, 'added', id, 'name', name)
+        out[#out + 1] = id
+        out[#out + 1] = 0
+        out[#out + 1] = now
       end
-      runnable = runnable + 1
-      redis.call('HSET', job, 'n', name, 'd', a[3], 'o', a[4], 'ts', now,
-        'dl', delay, 'p', priority, 'atm', 0, 'stc', 0, 'tk', 0, 's', state,
-        'rc', a[8], 'rf', a[9])
-      emit(P, maxlen, 'added', id, 'name', name)
-      out[#out + 1] = id
-      out[#out + 1] = 0
-      out[#out + 1] = now
     end
   end
   -- Delayed adds wake workers too, so a blocked worker re-computes its timeout.

@@ -36,9 +36,12 @@ redis.register_function('glidemq_fetch', function(keys, args)
       rejected = rejected + 1
     else
       redis.call('ZREM', active, id)
+      left_active(P, id, job, now)
       if kind == 'c' then
         redis.call('HSET', job, 's', 'completed', 'rv', o[4], 'fon', now)
         emit(P, maxlen, 'completed', id)
+        metrics_record(P, 'completed', job, now)
+        flow_finished(P, id, job, 'completed', now)
         retain(P, 'completed', f[2], now, id)
       elseif kind == 'f' then
         local reason, stack, delay = o[4], o[5], o[6]
@@ -78,6 +81,7 @@ redis.register_function('glidemq_fetch', function(keys, args)
     local id = stalled[i]
     local job = P .. 'job:' .. id
     redis.call('ZREM', active, id)
+    left_active(P, id, job, now)
     local stc = redis.call('HINCRBY', job, 'stc', 1)
     emit(P, maxlen, 'stalled', id)
     if stc > max_stalled then
@@ -94,8 +98,13 @@ redis.register_function('glidemq_fetch', function(keys, args)
   local jobs = {}
   local claimed = 0
   if want > 0 and redis.call('HGET', keys[1], 'paused') ~= '1' then
+    want = claim_budget(P, want, now)
+  end
+  if want > 0 and redis.call('HGET', keys[1], 'paused') ~= '1' then
     local deadline = now + lock
-    while claimed < want do
+    local pops = 0
+    while claimed < want and pops < want + BATCH_CAP do
+      pops = pops + 1
       local id = redis.call('RPOP', P .. 'wait')
       if not id then
         local z = redis.call('ZPOPMIN', P .. 'prio')
@@ -111,6 +120,8 @@ redis.register_function('glidemq_fetch', function(keys, args)
       elseif tk == 1 and redis.call('HLEN', job) == 1 then
         -- The hash was deleted under us; HINCRBY re-created it. Drop the orphan.
         redis.call('DEL', job)
+      elseif not claim_gate(P, id, job, now) then
+        -- parked by a limit (group concurrency, rate limit): not claimed
       else
         redis.call('HSET', job, 's', 'active', 'pon', now)
         redis.call('ZADD', active, deadline, id)
@@ -132,6 +143,8 @@ redis.register_function('glidemq_fetch', function(keys, args)
     local t = nil
     if d[2] then t = tonumber(d[2]) end
     if a[2] and (t == nil or tonumber(a[2]) < t) then t = tonumber(a[2]) end
+    local lw = limits_wake_ms(P, now)
+    if lw and (t == nil or now + lw < t) then t = now + lw end
     if t then
       wake_ms = t - now
       if wake_ms < 0 then wake_ms = 0 end
