@@ -114,7 +114,7 @@ async def case_raw(url: str, port: int, n: int) -> tuple[float, dict[str, float]
     done = 0
     while done < n:
         packed = pack(finishes) if finishes else ""
-        flat, _, _ = await client.execute_command(
+        flat, _, _, _ = await client.execute_command(
             "FCALL", "glidemq_fetch", 1, keys.meta, 30_000, 50, 1, 0, "", packed)
         done += len(finishes)
         finishes = [(flat[i].decode(), int(flat[i + 1]), "c", "null", "", -1)

@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "JobError": "glidemq.errors",
     "PayloadTooLargeError": "glidemq.errors",
     "UnrecoverableError": "glidemq.errors",
+    "RateLimitedError": "glidemq.errors",
     "JobTimeoutError": "glidemq.errors",
     "SandboxError": "glidemq.errors",
     "HandlerImportError": "glidemq.errors",

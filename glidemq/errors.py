@@ -87,6 +87,15 @@ class UnrecoverableError(JobError):
     """Raise inside a handler to fail the job at once, skipping remaining retries."""
 
 
+class RateLimitedError(JobError):
+    """Raise inside a handler to retry the job after ``delay`` seconds without
+    using an attempt (e.g. an upstream API said "slow down")."""
+
+    def __init__(self, delay: float, message: str = "") -> None:
+        super().__init__(message or f"rate limited; retry in {delay}s")
+        self.delay = float(delay)
+
+
 class JobTimeoutError(JobError, TimeoutError):
     """The job ran longer than its ``timeout`` (in-process) or ``soft_timeout``."""
 

@@ -33,7 +33,7 @@ class Finish(msgspec.Struct, frozen=True, array_like=True):
 
     job_id: str
     token: int
-    kind: str  # "c" completed, "f" failed, "r" released
+    kind: str  # "c" completed, "f" failed, "r" released, "d" deferred
     value: str = ""
     stacktrace: str = ""
     retry_delay_ms: int = -1
@@ -50,6 +50,11 @@ class Finish(msgspec.Struct, frozen=True, array_like=True):
         return cls(job.id, job.token, "f", reason, stacktrace, retry_delay_ms)
 
     @classmethod
+    def deferred(cls, job: Job, delay_ms: int) -> Finish:
+        """Back to delayed for ``delay_ms`` without using an attempt (rate limited)."""
+        return cls(job.id, job.token, "d", "", "", max(0, int(delay_ms)))
+
+    @classmethod
     def released(cls, job: Job) -> Finish:
         """Back to the head of the queue, no attempt used (never started)."""
         return cls(job.id, job.token, "r")
@@ -61,6 +66,7 @@ class FetchResult(msgspec.Struct):
     jobs: list[Job]
     wake_ms: int | None
     rejected: int
+    outbox: int = 0  # cross-slot flow notices to relay (see relay())
 
 
 class Consumer:
@@ -136,7 +142,7 @@ class Consumer:
             self._malformed = []
             finishes = [*finishes, *pending]
         try:
-            flat, wake_ms, rejected = await self.connection.fcall(
+            flat, wake_ms, rejected, outbox = await self.connection.fcall(
                 "glidemq_fetch", self.keys.meta, self.lock_ms, claim, self.max_stalled_count,
                 self.events_maxlen, self.dead_letter_queue, _pack(finishes) if finishes else "")
         except BaseException:

@@ -26,7 +26,7 @@ from glidemq.engine.connection import Connection
 from glidemq.engine.consumer import Consumer, Finish
 from glidemq.engine.idle import Idler
 from glidemq.engine.job import Job
-from glidemq.errors import GlidemqConnectionError, InvalidOptionError
+from glidemq.errors import GlidemqConnectionError, InvalidOptionError, RateLimitedError
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,8 @@ class Worker:
                 await self._reconnect_pause(exc)
                 continue
             self.rejected += res.rejected
+            if res.outbox:
+                await self._retrying(self.consumer.relay)
             for job in res.jobs:
                 self._in_flight[job.id] = job
             self._dispatch(res.jobs)
@@ -278,6 +280,8 @@ class Worker:
                 value = codec.encode(result, f"return value of job {job.id!r}", self.max_payload)
                 finish = Finish.completed(job, value)
                 self.completed += 1
+            except RateLimitedError as exc:
+                finish = Finish.deferred(job, int(exc.delay * 1000))
             except TimeoutError as exc:
                 finish = self._failure(job, exc, "job timeout exceeded")
             except anyio.get_cancelled_exc_class():

@@ -5,13 +5,15 @@
 -- ARGV[3]  max stalled count      ARGV[4]  events max length (0 = off)
 -- ARGV[5]  dead-letter queue name ("" = none; must share the hash tag)
 -- ARGV[6]  outcomes, msgpack array ("" = none) of arrays
---          {id, token, kind ("c" completed | "f" failed | "r" released),
+--          {id, token, kind ("c" completed | "f" failed | "r" released |
+--           "d" deferred: back to delayed for retry_delay ms, no attempt used),
 --           value (c: return value JSON, f: failed reason), stacktrace,
 --           retry delay ms (f only: >= 0 retry after delay, -1 terminal)}.
 --          One packed argument instead of 6 per job: client-side argument
 --          encoding was the largest cost of a batch.
 -- Returns: { {id, token, name, data, opts, attempts_made, timestamp, stalled_count} * claimed (flat),
---            wake_ms (-1 = nothing pending), rejected outcomes (stale token) }
+--            wake_ms (-1 = nothing pending), rejected outcomes (stale token),
+--            cross-slot flow notices waiting in the outbox (relay them) }
 -- A stale outcome (token mismatch, or the job is no longer active) is
 -- counted in meta "stale" and never applied: this is the fencing check.
 redis.register_function('glidemq_fetch', function(keys, args)
@@ -58,6 +60,11 @@ redis.register_function('glidemq_fetch', function(keys, args)
         else
           fail_terminal(P, id, job, reason, stack, now, maxlen, dlq, f[3])
         end
+      elseif kind == 'd' then
+        -- Deferred by the handler (rate limited): back to delayed, no attempt used.
+        redis.call('ZADD', P .. 'delayed', now + o[6], id)
+        redis.call('HSET', job, 's', 'delayed')
+        emit(P, maxlen, 'delayed', id, 'delay', o[6])
       else
         redis.call('HSET', job, 's', enqueue(P, id, tonumber(f[4]) or 0, true))
       end
@@ -92,7 +99,8 @@ redis.register_function('glidemq_fetch', function(keys, args)
       redis.call('HSET', job, 's', enqueue(P, id, tonumber(redis.call('HGET', job, 'p')) or 0, true))
     end
   end
-  if #due + #stalled > 0 then wake(P, #due + #stalled) end
+  local scheduled = schedulers_run(P, now, maxlen)
+  if #due + #stalled + scheduled > 0 then wake(P, #due + #stalled + scheduled) end
 
   -- Claim.
   local jobs = {}
@@ -145,10 +153,12 @@ redis.register_function('glidemq_fetch', function(keys, args)
     if a[2] and (t == nil or tonumber(a[2]) < t) then t = tonumber(a[2]) end
     local lw = limits_wake_ms(P, now)
     if lw and (t == nil or now + lw < t) then t = now + lw end
+    local sw = schedulers_wake_ms(P, now)
+    if sw and (t == nil or now + sw < t) then t = now + sw end
     if t then
       wake_ms = t - now
       if wake_ms < 0 then wake_ms = 0 end
     end
   end
-  return {jobs, wake_ms, rejected}
+  return {jobs, wake_ms, rejected, flows_outbox_len(P)}
 end)

@@ -204,6 +204,8 @@ class Pool:
                 log.warning("queue %s: %s; retrying", self.qc.name, exc)
                 await anyio.sleep(0.2)
                 continue
+            if res.outbox:
+                await self._relay()
             for job in res.jobs:
                 self.held[job.id] = job
                 self.buffer.append(job)
@@ -211,6 +213,12 @@ class Pool:
             if len(res.jobs) < want and not self.done:
                 self.idler.arm()
                 await self._wait(res.wake_ms)
+
+    async def _relay(self) -> None:
+        try:
+            await self.consumer.relay()
+        except GlidemqConnectionError as exc:
+            log.warning("queue %s: flow notices not relayed yet: %s", self.qc.name, exc)
 
     async def _wait(self, wake_ms: int | None) -> None:
         timeout = 5.0 if wake_ms is None else min(5.0, wake_ms / 1000)

@@ -166,6 +166,7 @@ class Slot:
                 self._hard_timed_out = running
                 self.pool.stats.record_limit_kill("hard_timeout")
                 await child.kill()
+                running = None  # the child is dead: only its last events and Exited remain
                 continue
             if isinstance(ev, Idle | Exited):
                 return ev
