@@ -157,17 +157,19 @@ class Connection:
         Raises:
             GlidemqError: a translated server or connection error.
         """
-        if not self._library_ok:
-            await self.ensure_library()
         try:
-            return await self._fcall(function, key, args)
-        except vex.ResponseError as exc:
-            if not is_missing_function(exc):
-                raise translate(exc) from exc
+            if not self._library_ok:
+                await self.ensure_library()
+            try:
+                return await self._fcall(function, key, args)
+            except vex.ResponseError as exc:
+                if not is_missing_function(exc):
+                    raise
             await self.ensure_library()
-        try:
             return await self._fcall(function, key, args)
-        except vex.ValkeyError as exc:
+        except (vex.ValkeyError, OSError) as exc:
+            # Every failure, connection loss included, leaves here translated:
+            # callers retry on GlidemqConnectionError and never see valkey-py's own.
             raise translate(exc) from exc
 
     async def _fcall(self, function: str, key: str, args: tuple[Any, ...]) -> Any:

@@ -199,6 +199,11 @@ def make_options(
     _number("attempts", attempts, lo=1, integer=True)
     if backoff is not None:
         if isinstance(backoff, dict):
+            unknown = set(backoff) - set(Backoff.__struct_fields__)
+            if unknown:  # a typo ("dealy") would otherwise silently mean the default
+                raise InvalidOptionError(
+                    f"backoff: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                    f"expected {', '.join(Backoff.__struct_fields__)}")
             try:
                 backoff = msgspec.convert(backoff, Backoff)
             except msgspec.ValidationError as exc:

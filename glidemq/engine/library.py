@@ -66,7 +66,8 @@ async def ensure_on_node(execute: object, node: object = None) -> None:
                 f"the server runs glidemq library version {have}, newer than this client's "
                 f"{LIBRARY_VERSION}; upgrade glidemq on this host"
             )
-        args = ("FUNCTION", "LOAD", "REPLACE", source()) if have else ("FUNCTION", "LOAD", source())
+        args = (("FUNCTION", "LOAD", source()) if have is None
+                else ("FUNCTION", "LOAD", "REPLACE", source()))
         try:
             await execute(*args, node=node)  # type: ignore[operator]
             log.info("loaded glidemq function library version %d (was %s)", LIBRARY_VERSION, have)

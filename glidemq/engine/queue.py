@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from glidemq.engine import codec
+from glidemq.engine import codec, tracing
 from glidemq.engine.connection import Connection
 from glidemq.engine.job import (
     Job,
@@ -135,6 +135,13 @@ class Queue:
             Same as :meth:`add`; nothing is written if any job is invalid.
         """
         specs = [j if isinstance(j, JobSpec) else JobSpec(j[0], j[1]) for j in jobs]
+        if not tracing.active():
+            return await self._add_bulk(specs, None)
+        with tracing.add_span("glidemq.add", self.name, len(specs)) as carrier:
+            return await self._add_bulk(specs, carrier)
+
+    async def _add_bulk(self, specs: list[JobSpec], trace: dict[str, str] | None
+                        ) -> list[Job]:
         opts: list[JobOptions] = []
         encoded: list[list[Any]] = []
         for spec in specs:
@@ -142,6 +149,8 @@ class Queue:
             if unknown:
                 raise InvalidOptionError(f"unknown job option(s): {', '.join(sorted(unknown))}")
             o = make_options(**spec.opts)
+            if trace and o.trace is None:
+                o = msgspec.structs.replace(o, trace=trace)
             opts.append(o)
             encoded.append(self._encode_job(spec.name, spec.data, spec.job_id, o))
         out: list[Job] = []

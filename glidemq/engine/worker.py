@@ -20,13 +20,18 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from glidemq.engine import codec
+from glidemq.engine import codec, tracing
 from glidemq.engine.backoff import BackoffStrategy, retry_delay_ms
 from glidemq.engine.connection import Connection
 from glidemq.engine.consumer import Consumer, Finish
 from glidemq.engine.idle import Idler
 from glidemq.engine.job import Job
-from glidemq.errors import GlidemqConnectionError, InvalidOptionError, RateLimitedError
+from glidemq.errors import (
+    GlidemqConnectionError,
+    InvalidOptionError,
+    LibraryVersionError,
+    RateLimitedError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +251,8 @@ class Worker:
                 result = await fn()
                 self._backoff = 0.05
                 return result
+            except LibraryVersionError:
+                raise  # not transient: this client is too old for the server
             except GlidemqConnectionError as exc:
                 await self._reconnect_pause(exc)
             except OSError as exc:
@@ -272,7 +279,9 @@ class Worker:
         finish: Finish | None = None
         try:
             try:
-                if job.opts.timeout is not None:
+                if tracing.active():
+                    result = await self._call_traced(job)
+                elif job.opts.timeout is not None:
                     with anyio.fail_after(job.opts.timeout):
                         result = await self._call(job)
                 else:
@@ -302,6 +311,17 @@ class Worker:
             delay = -1
         stack = "".join(traceback.format_exception(exc))
         return Finish.failed(job, reason or f"{type(exc).__name__}: {exc}", stack, delay)
+
+    async def _call_traced(self, job: Job) -> Any:
+        with tracing.process_span(self.name, job.id, job.name, job.opts.trace) as span:
+            try:
+                if job.opts.timeout is not None:
+                    with anyio.fail_after(job.opts.timeout):
+                        return await self._call(job)
+                return await self._call(job)
+            except Exception as exc:
+                tracing.record_failure(span, f"{type(exc).__name__}: {exc}")
+                raise
 
     async def _call(self, job: Job) -> Any:
         job._bind(_JobChannel(self, job))  # type: ignore[arg-type]

@@ -3,9 +3,10 @@
 Actors (all in the pool's task group):
 
 * **feeder** - the only caller of ``Consumer.fetch``: reports finished jobs
-  and claims as many jobs as idle children can take (``batch`` each) plus a
-  small ``prefetch``, in one server call; hands claimed jobs to idle children
-  (several per ``Run`` frame when the queue is backed up).
+  and claims as many jobs as idle children can take (``batch`` each, fewer
+  near ``max_jobs_per_child``) plus a small ``prefetch``, in one server call;
+  hands claimed jobs to idle children (several per ``Run`` frame when the
+  queue is backed up).
 * **child actors** - one per process (see :mod:`glidemq.supervisor.slot`).
 * **heartbeat** - renews the locks of every job the pool holds, in one call.
 * **reconciler** - spawns or retires children until live == desired, with
@@ -191,7 +192,8 @@ class Pool:
                 return
             want = 0
             if self.fetching and not self.stats.stopped:
-                want = len(self.idle) * self.qc.batch + self.qc.prefetch - len(self.buffer)
+                room = sum(s.capacity() for s in self.idle)
+                want = room + self.qc.prefetch - len(self.buffer)
                 want = max(0, want) if self.idle or self.slots else 0
             if not self.done and want <= 0:
                 await self._wait(None)
@@ -230,8 +232,8 @@ class Pool:
         """Hand buffered jobs to idle children, sharing them out evenly."""
         while self.buffer and self.idle:
             share = math.ceil(len(self.buffer) / len(self.idle))
-            take = min(self.qc.batch, share)
             slot = self.idle.popleft()
+            take = min(slot.capacity(), share)
             jobs = [self.buffer.popleft() for _ in range(min(take, len(self.buffer)))]
             slot.assign(jobs)
         self.stats.busy_children = len(self.slots) - len(self.idle)

@@ -2,7 +2,9 @@
 
 Spawns the child, waits for work from the pool's feeder, sends it as one
 ``Run`` frame, turns the child's events into job outcomes, enforces the hard
-timeout, and recycles the child on ``max_jobs_per_child`` / ``max_rss_mb``.
+timeout, and recycles the child on ``max_jobs_per_child`` (a batch never
+exceeds the child's remaining budget) / ``max_rss_mb`` (checked after every
+job; an oversized child skips the rest of its batch).
 When the child dies, the job it was running loses one attempt (reason
 "child crashed: signal 11", "hard timeout (…)") and the jobs it never
 started go back to the queue without penalty.
@@ -13,14 +15,17 @@ pool's size.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 import msgspec
 import psutil
 
+from glidemq.engine import tracing
 from glidemq.engine.backoff import retry_delay_ms
 from glidemq.engine.consumer import Finish
 from glidemq.engine.job import Backoff, Job
@@ -52,20 +57,37 @@ class Slot:
         self.abandon = False  # shutdown kill: give jobs back instead of failing them
         self.child: Child | None = None
         self.jobs: dict[str, Job] = {}
+        self.jobs_done = 0  # as the child last reported it
+        self._tg: anyio.abc.TaskGroup | None = None
         self._hard_timed_out: str | None = None
+        self._span: object = None  # OpenTelemetry span of the running job, if tracing
         self._ps: psutil.Process | None = None
         self._send, self._recv = anyio.create_memory_object_stream[list[Job] | None](1)
 
     # --- called by the pool ----------------------------------------------------------
     def assign(self, jobs: list[Job]) -> None:
-        self._send.send_nowait(jobs)
+        try:
+            self._send.send_nowait(jobs)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            for job in jobs:  # the slot ended meanwhile: the jobs go back
+                self.pool.finish(Finish.released(job))
+
+    def capacity(self) -> int:
+        """Jobs the next batch may hold: ``batch``, within ``max_jobs_per_child``."""
+        n = self.qc.batch
+        if self.qc.max_jobs_per_child:
+            n = min(n, self.qc.max_jobs_per_child - self.jobs_done)
+        return max(1, n)
 
     def retire(self) -> None:
-        """Exit after the current batch (or now, if idle)."""
+        """Exit after the running job: now if idle; a busy child skips the rest of its batch."""
         self.retiring = True
         if self in self.pool.idle:
             self.pool.idle.remove(self)
-            self._send.send_nowait(None)
+            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._send.send_nowait(None)
+        elif self.jobs and self.child is not None and self._tg is not None:
+            self._tg.start_soon(self.child.retire)  # Shutdown: unstarted jobs come back
 
     async def kill(self) -> None:
         if self.child is not None and self.child.alive:
@@ -86,6 +108,7 @@ class Slot:
         crashed, boot_error = False, None
         try:
             async with anyio.create_task_group() as tg:
+                self._tg = tg
                 qc = self.qc
                 r = qc.rlimits
                 try:
@@ -111,6 +134,8 @@ class Slot:
             for job in list(self.jobs.values()):  # anything not accounted for goes back
                 self.pool.finish(Finish.released(job))
             self.jobs.clear()
+            self._send.close()
+            self._recv.close()
             self.pool.gone(self, crashed, boot_error)
 
     async def _serve(self, child: Child) -> bool:
@@ -136,6 +161,9 @@ class Slot:
 
     def _maybe_recycle(self, idle: Idle) -> None:
         qc, stats = self.qc, self.pool.stats
+        self.jobs_done = idle.jobs_done
+        if self.retiring:
+            return
         if qc.max_jobs_per_child and idle.jobs_done >= qc.max_jobs_per_child:
             stats.record_limit_kill("max_jobs_per_child")
             self.retiring = True
@@ -172,9 +200,32 @@ class Slot:
                 return ev
             if isinstance(ev, Started):
                 running, started = ev.job_id, time.monotonic()
+                job = self.jobs.get(ev.job_id)
+                if job is not None and tracing.active():
+                    self._span = tracing.start_process_span(
+                        self.qc.name, job.id, job.name, job.opts.trace)
             elif isinstance(ev, Result | Failure):
                 running = None
+                tracing.end_span(self._span, None if isinstance(ev, Result) else
+                                 f"{ev.type}: {ev.message}")
+                self._span = None
             await self._handle(ev)
+            if isinstance(ev, Result | Failure) and self._over_rss(child):
+                await child.retire()  # the rest of the batch comes back unstarted
+
+    def _over_rss(self, child: Child) -> bool:
+        """After each job: past ``max_rss_mb``? Then the child is recycled."""
+        qc = self.qc
+        if self.retiring or not qc.max_rss_mb:
+            return False
+        rss = child.rss()
+        if rss is None or rss <= qc.max_rss_mb * 2**20:
+            return False
+        log.info("queue %s: child %d at %d MiB > max_rss_mb %d; recycling",
+                 qc.name, child.pid, rss // 2**20, qc.max_rss_mb)
+        self.pool.stats.record_limit_kill("max_rss")
+        self.retiring = True
+        return True
 
     async def _handle(self, ev: object) -> None:
         c = self.pool.consumer
@@ -205,6 +256,8 @@ class Slot:
 
     def _on_exit(self, ex: Exited) -> bool:
         """Account for the child's jobs; True when this counts as a crash."""
+        tracing.end_span(self._span, f"child exited: {ex.status}")
+        self._span = None
         for jid in ex.unstarted:
             job = self.jobs.pop(jid, None)
             if job is not None:
