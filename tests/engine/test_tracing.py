@@ -69,7 +69,8 @@ async def test_worker_span_is_child_of_add_span(conn: Connection, qname: str) ->
     assert proc_span.context.trace_id == add.context.trace_id
 
 
-async def test_sandboxed_span_is_child_of_add_span(standalone, qname, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_sandboxed_span_is_child_of_add_span(  # type: ignore[no-untyped-def]
+        standalone, qname, tmp_path, monkeypatch) -> None:
     from glidemq.supervisor.config import load_config
     from glidemq.supervisor.supervisor import Supervisor, connection_for
 
