@@ -93,6 +93,7 @@ class Worker:
             max_stalled_count=max_stalled_count, dead_letter_queue=dead_letter_queue,
             events=events, max_payload=max_payload)
         self.name = queue_name
+        self._owns_connection = not isinstance(connection, Connection)
         self.processor = processor
         self._is_async = inspect.iscoroutinefunction(processor) or inspect.iscoroutinefunction(
             type(processor).__call__)
@@ -115,6 +116,7 @@ class Worker:
         self._stopped = anyio.Event()
         self._jobs_scope: anyio.CancelScope | None = None
         self._limiter = anyio.CapacityLimiter(concurrency)
+        self._channel = _JobChannel(self)  # one per worker: no allocation or cycle per job
         self._outer: anyio.abc.TaskGroup | None = None
         #: counters for tests and metrics
         self.completed = 0
@@ -142,6 +144,8 @@ class Worker:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.consumer.close()
+                if self._owns_connection:  # made from a URL: ours to close
+                    await self.consumer.connection.close()
             self._stopped.set()
 
     async def close(self, force: bool = False) -> None:
@@ -324,7 +328,7 @@ class Worker:
                 raise
 
     async def _call(self, job: Job) -> Any:
-        job._bind(_JobChannel(self, job))  # type: ignore[arg-type]
+        job._bind(self._channel)  # type: ignore[arg-type]
         if self._is_async:
             return await self.processor(job)  # type: ignore[misc]
         return await anyio.to_thread.run_sync(self.processor, job, limiter=self._limiter)
@@ -349,9 +353,8 @@ class Worker:
 class _JobChannel:
     """What a processor's job talks to for progress and logs: the worker's consumer."""
 
-    def __init__(self, worker: Worker, job: Job) -> None:
+    def __init__(self, worker: Worker) -> None:
         self._c = worker.consumer
-        self._job = job
 
     async def _progress(self, job_id: str, token: int, progress: Any) -> None:
         await self._c.progress(job_id, token, codec.encode(
