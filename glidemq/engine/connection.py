@@ -167,7 +167,7 @@ class Connection:
                     raise
             await self.ensure_library()
             return await self._fcall(function, key, args)
-        except (vex.ValkeyError, OSError) as exc:
+        except (vex.ValkeyError, vex.ValkeyClusterException, OSError) as exc:
             # Every failure, connection loss included, leaves here translated:
             # callers retry on GlidemqConnectionError and never see valkey-py's own.
             raise translate(exc) from exc

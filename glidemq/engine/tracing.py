@@ -34,7 +34,7 @@ def active() -> bool:
 
 
 def _tracer() -> Any:
-    return _trace.get_tracer(_TRACER_NAME)  # type: ignore[union-attr]
+    return _trace.get_tracer(_TRACER_NAME)
 
 
 @contextlib.contextmanager

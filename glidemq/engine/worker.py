@@ -330,7 +330,7 @@ class Worker:
     async def _call(self, job: Job) -> Any:
         job._bind(self._channel)  # type: ignore[arg-type]
         if self._is_async:
-            return await self.processor(job)  # type: ignore[misc]
+            return await self.processor(job)
         return await anyio.to_thread.run_sync(self.processor, job, limiter=self._limiter)
 
     async def _heartbeat(self) -> None:
