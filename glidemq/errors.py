@@ -48,6 +48,10 @@ class InvalidJobIdError(InvalidOptionError):
     """A custom job id is empty, too long, numeric, or holds forbidden characters."""
 
 
+class CycleError(InvalidOptionError):
+    """Job dependencies would form a cycle (a job waiting, through others, for itself)."""
+
+
 # --- connection ---------------------------------------------------------------
 class GlidemqConnectionError(GlidemqError):
     """Valkey could not be reached, or the connection was lost."""
@@ -74,6 +78,10 @@ class QueueNotEmptyError(EngineError):
     """``obliterate()`` without ``force`` found active jobs."""
 
 
+class FlowConflictError(EngineError):
+    """A flow node's job id is taken by a job outside that flow (nothing was written)."""
+
+
 # --- job ----------------------------------------------------------------------
 class JobError(GlidemqError):
     """Errors about a job's content or outcome."""
@@ -98,6 +106,28 @@ class RateLimitedError(JobError):
 
 class JobTimeoutError(JobError, TimeoutError):
     """The job ran longer than its ``timeout`` (in-process) or ``soft_timeout``."""
+
+
+class JobFailedError(JobError):
+    """A job someone waited for (``add_and_wait``, ``wait_until_finished``) failed for good."""
+
+    def __init__(self, job_id: str, failed_reason: str) -> None:
+        super().__init__(f"job {job_id!r} failed: {failed_reason}")
+        self.job_id = job_id
+        self.failed_reason = failed_reason
+
+
+class WaitTimeoutError(JobError):
+    """A job someone waited for did not finish in time (it stays queued or running).
+
+    Not a ``TimeoutError``: a handler awaiting another job must not look like
+    a handler that overran its own ``timeout``.
+    """
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        super().__init__(f"job {job_id!r} did not finish within {timeout:g}s")
+        self.job_id = job_id
+        self.timeout = timeout
 
 
 # --- sandbox ------------------------------------------------------------------

@@ -14,6 +14,7 @@ extra round trip per job batch.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -24,7 +25,7 @@ from valkey.asyncio.cluster import ValkeyCluster
 
 from glidemq.engine import library
 from glidemq.engine.fcall import is_missing_function, translate
-from glidemq.errors import InvalidOptionError
+from glidemq.errors import GlidemqConnectionError, InvalidOptionError
 
 _SCHEMES = {
     "valkey": (False, False), "redis": (False, False),
@@ -126,8 +127,14 @@ class Connection:
         return self._client
 
     def new_client(self) -> Any:
-        """A client of its own, for blocking reads that must not hold the shared pool."""
-        return ValkeyCluster(**self._kwargs()) if self.cluster else Valkey(**self._kwargs())
+        """A client of its own, for blocking reads that must not hold the shared pool.
+
+        Its reads have no socket timeout (valkey-py's default of 5 s would cut
+        every longer BLPOP); the caller bounds each blocking call instead.
+        """
+        kw = self._kwargs()
+        kw["socket_timeout"] = None
+        return ValkeyCluster(**kw) if self.cluster else Valkey(**kw)
 
     async def execute(self, *args: Any, node: Any = None) -> Any:
         """Run one command; ``node`` pins it to one cluster node."""
@@ -170,7 +177,10 @@ class Connection:
         except (vex.ValkeyError, vex.ValkeyClusterException, OSError) as exc:
             # Every failure, connection loss included, leaves here translated:
             # callers retry on GlidemqConnectionError and never see valkey-py's own.
-            raise translate(exc) from exc
+            err = translate(exc)
+            if self.cluster and isinstance(err, GlidemqConnectionError):
+                await self.drop_client()
+            raise err from exc
 
     async def _fcall(self, function: str, key: str, args: tuple[Any, ...]) -> Any:
         c = self.client()
@@ -185,6 +195,20 @@ class Connection:
                     "FCALL", function, 1, key, *args, target_nodes=c.get_node_from_key(key)
                 )
         return await c.execute_command("FCALL", function, 1, key, *args)
+
+    async def drop_client(self) -> None:
+        """Forget the shared client after a connection failure (cluster mode).
+
+        valkey-py's cluster client removes every node it failed to reach from
+        its startup nodes; once all are gone (the whole cluster restarted) it
+        can never reconnect. The next call builds a fresh client from the URL
+        (and initializes it through the library check).
+        """
+        client, self._client = self._client, None
+        self._library_ok = False
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     async def close(self) -> None:
         """Close the shared client's connections."""

@@ -9,6 +9,7 @@ every add pushes to. No task scheduling here: callers decide concurrency.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -201,7 +202,15 @@ class Consumer:
         """
         if self._blocking is None:
             self._blocking = self.connection.new_client()
-        got = await self._blocking.blpop([self.keys.marker], timeout=max(0.001, seconds))
+        try:
+            got = await self._blocking.blpop([self.keys.marker], timeout=max(0.001, seconds))
+        except Exception:
+            # A fresh client next time: a cluster client that lost every node
+            # never reconnects (see Connection.drop_client).
+            client, self._blocking = self._blocking, None
+            with contextlib.suppress(Exception):
+                await client.aclose()
+            raise
         return got is not None
 
     async def wake(self) -> None:

@@ -49,6 +49,10 @@ def translate(exc: BaseException) -> BaseException:
     """Map a valkey-py exception to the glidemq exception to raise instead."""
     if isinstance(exc, GlidemqError):
         return exc
+    # Before ResponseError: CLUSTERDOWN and TRYAGAIN are error replies too, but
+    # transient ones (a cluster node restarting), so callers retry them.
+    if isinstance(exc, TRANSIENT):
+        return GlidemqConnectionError(f"lost connection to Valkey: {exc}")
     if isinstance(exc, vex.ResponseError):
         text = str(exc)
         code, _, detail = text.partition(" ")
@@ -56,6 +60,4 @@ def translate(exc: BaseException) -> BaseException:
         if cls is not None:
             return cls(detail or text)
         return EngineError(text)
-    if isinstance(exc, TRANSIENT):
-        return GlidemqConnectionError(f"lost connection to Valkey: {exc}")
     return exc

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from glidemq.engine import codec
+from glidemq.engine.deps import MAX_DEPENDENCIES, validate_ref
 from glidemq.errors import InvalidOptionError
 
 if TYPE_CHECKING:
+    from glidemq.engine.events import QueueEvents
     from glidemq.engine.queue import Queue
 
 MAX_PRIORITY = 2**21
@@ -31,6 +33,7 @@ class JobState(enum.StrEnum):
     PRIORITIZED = "prioritized"
     COMPLETED = "completed"
     FAILED = "failed"
+    WAITING_CHILDREN = "waiting-children"  # waits for its children / dependencies
 
 
 PENDING_STATES = frozenset({JobState.WAITING, JobState.DELAYED, JobState.PRIORITIZED})
@@ -141,6 +144,36 @@ class Job(msgspec.Struct, dict=True):
         """The job's current state as stored in Valkey (None if it is gone)."""
         return await self._require_queue().get_job_state(self.id)
 
+    async def wait_until_finished(self, events: QueueEvents,
+                                  timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        """Wait for this job's outcome through ``events`` (a QueueEvents of its queue).
+
+        Returns:
+            The return value.
+
+        Raises:
+            JobFailedError / WaitTimeoutError / JobNotFoundError: see
+                :meth:`QueueEvents.wait_until_finished`.
+        """
+        return await events.wait_until_finished(self.id, timeout)
+
+    async def get_children_values(self) -> dict[str, Any]:
+        """Return values of this job's completed children and dependencies.
+
+        Returns:
+            ``{"queue/id": return value}``; a child that has not completed
+            (or failed under ``on_child_failure="ignore"``) is absent.
+        """
+        owner = self._require_queue()
+        getter = getattr(owner, "get_children_values", None)
+        if getter is not None:
+            return await getter(self.id)  # type: ignore[no-any-return]
+        # The Worker's job channel: read through its consumer's connection.
+        from glidemq.engine.deps import children_values
+
+        consumer = getattr(owner, "_c")  # noqa: B009
+        return await children_values(consumer.connection, self.queue_name, self.id)
+
 
 def _number(field: str, value: Any, *, lo: float = 0.0, integer: bool = False) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
@@ -164,6 +197,35 @@ def _retention(field: str, value: Any) -> Retention:
             _number(f"{field}.age", value.age)
         return value
     raise InvalidOptionError(f"{field} must be a bool, an int >= 0 or KeepJobs, got {value!r}")
+
+
+DEDUP_MODES = ("simple", "throttle", "debounce")
+MAX_KEY_PART = 256  # dedup ids and group names become part of a key
+
+
+def _dedup(value: Any) -> Dedup:
+    if isinstance(value, dict):
+        try:
+            value = msgspec.convert(value, Dedup)
+        except msgspec.ValidationError as exc:
+            raise InvalidOptionError(f"dedup: {exc}") from None
+    if not isinstance(value, Dedup):
+        raise InvalidOptionError(f"dedup must be a Dedup or dict, got {value!r}")
+    if not isinstance(value.id, str) or not value.id or len(value.id) > MAX_KEY_PART:
+        raise InvalidOptionError(
+            f"dedup.id must be a non-empty str of at most {MAX_KEY_PART} characters, "
+            f"got {value.id!r}")
+    if value.mode not in DEDUP_MODES:
+        raise InvalidOptionError(
+            f"dedup.mode must be one of {', '.join(DEDUP_MODES)}, got {value.mode!r}")
+    if value.ttl is None:
+        if value.mode != "simple":
+            raise InvalidOptionError(f"dedup.ttl is required for mode {value.mode!r} (seconds > 0)")
+    else:
+        _number("dedup.ttl", value.ttl)
+        if value.ttl * 1000 < 1:
+            raise InvalidOptionError(f"dedup.ttl must be at least 0.001 s, got {value.ttl!r}")
+    return value
 
 
 def retention_spec(value: Retention) -> str:
@@ -221,13 +283,26 @@ def make_options(
             raise InvalidOptionError("timeout must be > 0 or None, got 0")
     if lifo and priority:
         raise InvalidOptionError("lifo=True cannot be combined with priority > 0")
-    if dedup is not None and not isinstance(dedup, Dedup):
-        raise InvalidOptionError(f"dedup must be a Dedup, got {dedup!r}")
-    if group is not None and (not isinstance(group, str) or not group):
-        raise InvalidOptionError(f"group must be a non-empty str, got {group!r}")
+    if dedup is not None:
+        dedup = _dedup(dedup)
+    if group is not None and (not isinstance(group, str) or not group or len(group) > MAX_KEY_PART):
+        raise InvalidOptionError(
+            f"group must be a non-empty str of at most {MAX_KEY_PART} characters, got {group!r}")
     _number("cost", cost, lo=1, integer=True)
-    if isinstance(depends_on, str) or not all(isinstance(d, str) and d for d in depends_on):
-        raise InvalidOptionError(f"depends_on must be a list of job ids, got {depends_on!r}")
+    if cost != 1 and group is None:
+        raise InvalidOptionError(
+            f"cost={cost!r} needs a group: cost is drawn from the group's token bucket")
+    if isinstance(depends_on, str | bytes) or not isinstance(depends_on, list | tuple):
+        raise InvalidOptionError(
+            f"depends_on must be a list of job refs ('id' or 'queue/id'), got {depends_on!r}")
+    depends_on = list(dict.fromkeys(validate_ref(d) for d in depends_on))
+    if len(depends_on) > MAX_DEPENDENCIES:
+        raise InvalidOptionError(
+            f"depends_on has {len(depends_on)} jobs; the limit is {MAX_DEPENDENCIES}")
+    if parent is not None:
+        raise InvalidOptionError(
+            f"parent is set by FlowProducer.add, got {parent!r}; to wait for existing jobs "
+            "pass depends_on")
     return JobOptions(
         dedup=dedup, group=group, cost=cost, depends_on=list(depends_on), parent=parent,
         trace=trace,

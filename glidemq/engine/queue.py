@@ -11,8 +11,9 @@ from typing import Any
 
 import msgspec
 
-from glidemq.engine import codec, tracing
+from glidemq.engine import codec, deps, tracing
 from glidemq.engine.connection import Connection
+from glidemq.engine.events import QueueEvents
 from glidemq.engine.job import (
     Job,
     JobOptions,
@@ -22,6 +23,9 @@ from glidemq.engine.job import (
     retention_spec,
 )
 from glidemq.engine.keys import QueueKeys, validate_job_id
+from glidemq.engine.limits import LimitsMixin
+from glidemq.engine.metrics import MetricsMixin
+from glidemq.engine.schedulers import SchedulersMixin
 from glidemq.errors import InvalidOptionError
 
 DEFAULT_EVENTS_MAXLEN = 10_000
@@ -41,7 +45,7 @@ class JobSpec(msgspec.Struct, frozen=True):
     opts: dict[str, Any] = {}
 
 
-class Queue:
+class Queue(LimitsMixin, MetricsMixin, SchedulersMixin):
     """Producer and admin handle on one queue.
 
     Args:
@@ -69,6 +73,7 @@ class Queue:
         self.connection = Connection.of(connection)
         self.events_maxlen = events_maxlen if events else 0
         self.max_payload = max_payload
+        self._waiter: QueueEvents | None = None  # add_and_wait's reader, made on first use
 
     async def __aenter__(self) -> Queue:
         return self
@@ -78,6 +83,9 @@ class Queue:
 
     async def close(self) -> None:
         """Close this queue's connection."""
+        if self._waiter is not None:
+            waiter, self._waiter = self._waiter, None
+            await waiter.close()
         await self.connection.close()
 
     async def _call(self, fn: str, *args: Any) -> Any:
@@ -118,7 +126,10 @@ class Queue:
 
         Options: delay (s), priority (0 = highest), lifo, attempts, backoff,
         timeout, remove_on_complete, remove_on_fail. An existing ``job_id``
-        returns the existing job and writes nothing.
+        returns the existing job and writes nothing. ``dedup=Dedup(id, mode,
+        ttl)`` skips a duplicate add the same way (``job.deduplicated`` is
+        True); ``group`` and ``cost`` are subject to the group's limits
+        (:meth:`set_group_limits`).
 
         Raises:
             InvalidOptionError / InvalidJobIdError: a bad option, naming it.
@@ -153,6 +164,9 @@ class Queue:
                 o = msgspec.structs.replace(o, trace=trace)
             opts.append(o)
             encoded.append(self._encode_job(spec.name, spec.data, spec.job_id, o))
+        linked = any(o.depends_on for o in opts)
+        if linked:
+            await deps.check_dependencies(self, specs, opts)
         out: list[Job] = []
         for start in range(0, len(specs), BULK_CHUNK):
             chunk = encoded[start:start + BULK_CHUNK]
@@ -166,12 +180,21 @@ class Queue:
                         existing.deduplicated = reply[3 * i + 1] == 2
                         out.append(existing)
                         continue
+                    if reply[3 * i + 1] == 2:  # throttled by a job removed since
+                        out.append(Job(id=jid, name=specs[start + i].name, state=None,
+                                       queue_name=self.name, deduplicated=True)._bind(self))
+                        continue
                 spec = specs[k]
                 state = (JobState.DELAYED if opts[k].delay > 0 else
                          JobState.PRIORITIZED if opts[k].priority else JobState.WAITING)
                 out.append(Job(id=jid, name=spec.name, data=spec.data, opts=opts[k],
                                timestamp=int(reply[3 * i + 2]), state=state,
                                queue_name=self.name)._bind(self))
+        if linked:
+            await deps.link_dependencies(self, out)
+            for job in out:  # waits, runs or failed: the server decided
+                if job.opts.depends_on:
+                    job.state = await self.get_job_state(job.id) or job.state
         return out
 
     # --- reading ------------------------------------------------------------------
@@ -186,6 +209,14 @@ class Queue:
         """The stored state of a job, or None if it does not exist."""
         s = await self.connection.client().hget(self.keys.job(job_id), "s")
         return JobState(s.decode()) if s else None
+
+    async def get_children_values(self, job_id: str) -> dict[str, Any]:
+        """Return values of a job's completed children and dependencies.
+
+        Returns:
+            ``{"queue/id": return value}``; children not completed are absent.
+        """
+        return await deps.children_values(self.connection, self.name, job_id)
 
     async def get_job_logs(self, job_id: str) -> list[str]:
         """The log lines of a job, oldest first."""
@@ -203,7 +234,8 @@ class Queue:
         else:
             key = {JobState.ACTIVE: k.active, JobState.DELAYED: k.delayed,
                    JobState.PRIORITIZED: k.prio, JobState.COMPLETED: k.completed,
-                   JobState.FAILED: k.failed}[state]
+                   JobState.FAILED: k.failed,
+                   JobState.WAITING_CHILDREN: k.prefix + "waiting-children"}[state]
             ids = await c.zrange(key, start, end)
         jobs = []
         for raw in ids:
@@ -213,9 +245,15 @@ class Queue:
         return jobs
 
     async def get_job_counts(self) -> dict[JobState, int]:
-        """Counts by state, read atomically in one call."""
+        """Counts by state, read atomically in one call.
+
+        Every job is in exactly one state, so the counts add up to the jobs
+        added minus those removed (waiting-children included).
+        """
         r = await self._call("glidemq_counts")
-        return dict(zip(list(JobState), (int(x) for x in r[:6]), strict=True))
+        counts = dict(zip(list(JobState)[:6], (int(x) for x in r[:6]), strict=True))
+        counts[JobState.WAITING_CHILDREN] = int(r[8])
+        return counts
 
     async def stale_rejections(self) -> int:
         """How many completions were rejected for a stale fencing token, ever."""
@@ -321,3 +359,42 @@ class Queue:
         rows = await self.connection.client().xrevrange(self.keys.events, count=count)
         return [(i.decode(), {k.decode(): v.decode() for k, v in f.items()})
                 for i, f in reversed(rows)]
+
+    # --- request-reply ------------------------------------------------------------
+    async def add_and_wait(self, name: str, data: Any = None, *,
+                           timeout: float = 30.0,  # noqa: ASYNC109 - bounds server-side reads
+                           job_id: str | None = None, **options: Any) -> Any:
+        """Add a job and wait for its result (request-reply).
+
+        Records the events stream tail *before* adding, so the job's outcome
+        cannot be missed however fast a worker is; the job hash is re-read
+        every few seconds and at the deadline (see
+        :meth:`QueueEvents.wait_until_finished`). The blocking reads use one
+        client of this queue's, closed with it.
+
+        Args:
+            name / data / job_id / options: as for :meth:`add`.
+            timeout: seconds to wait for the outcome.
+
+        Returns:
+            The job's return value.
+
+        Raises:
+            InvalidOptionError: remove_on_complete / remove_on_fail would delete
+                the job as it finishes (its result must stay readable), or any
+                :meth:`add` option error.
+            JobFailedError: the job failed for good (``failed_reason``).
+            WaitTimeoutError: no outcome within ``timeout`` (the job stays queued).
+        """
+        for opt in ("remove_on_complete", "remove_on_fail"):
+            value = options.get(opt, False)
+            if value is True or (isinstance(value, int) and not isinstance(value, bool)
+                                 and value == 0) or getattr(value, "count", None) == 0 \
+                    or getattr(value, "age", None) == 0:
+                raise InvalidOptionError(
+                    f"add_and_wait needs the finished job to stay readable; got {opt}={value!r}")
+        if self._waiter is None:
+            self._waiter = QueueEvents(self.name, self.connection)
+        after = await self._waiter.tail()
+        job = await self.add(name, data, job_id=job_id, **options)
+        return await self._waiter.wait_until_finished(job.id, timeout, after=after)

@@ -20,12 +20,13 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from glidemq.engine import codec, tracing
+from glidemq.engine import codec, schedulers, tracing
 from glidemq.engine.backoff import BackoffStrategy, retry_delay_ms
 from glidemq.engine.connection import Connection
 from glidemq.engine.consumer import Consumer, Finish
 from glidemq.engine.idle import Idler
 from glidemq.engine.job import Job
+from glidemq.engine.queue import DEFAULT_EVENTS_MAXLEN
 from glidemq.errors import (
     GlidemqConnectionError,
     InvalidOptionError,
@@ -55,6 +56,8 @@ class Worker:
         dead_letter_queue: see :class:`glidemq.engine.consumer.Consumer`.
         backoff_strategies: custom backoff functions by name.
         events: write lifecycle events.
+        events_maxlen: approximate cap of the queue's events stream (each
+            write trims it; readers falling further behind lose events).
 
     Raises:
         InvalidOptionError: a bad option, naming it.
@@ -74,6 +77,7 @@ class Worker:
         dead_letter_queue: str | None = None,
         backoff_strategies: Mapping[str, BackoffStrategy] | None = None,
         events: bool = True,
+        events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
         max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
     ) -> None:
         if not callable(processor):
@@ -91,7 +95,7 @@ class Worker:
         self.consumer = Consumer(
             connection, queue_name, lock_ms=int(lock_duration * 1000),
             max_stalled_count=max_stalled_count, dead_letter_queue=dead_letter_queue,
-            events=events, max_payload=max_payload)
+            events=events, events_maxlen=events_maxlen, max_payload=max_payload)
         self.name = queue_name
         self._owns_connection = not isinstance(connection, Connection)
         self.processor = processor
@@ -131,6 +135,8 @@ class Worker:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat, name=f"heartbeat:{self.name}")
                 tg.start_soon(self._idler.run, name=f"idler:{self.name}")
+                tg.start_soon(schedulers.refill_forever, self.consumer.connection, self.name,
+                              name=f"schedulers:{self.name}")
                 with anyio.CancelScope() as jobs_scope:
                     self._jobs_scope = jobs_scope
                     async with anyio.create_task_group() as runners:

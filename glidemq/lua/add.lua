@@ -36,7 +36,7 @@ redis.register_function('glidemq_add', function(keys, args)
     else
       local ext = a[10]
       local dup = nil
-      if ext then dup = dedup_check(P, ext, now) end
+      if ext then dup = dedup_check(P, ext, now, id, maxlen) end
       if dup then
         out[#out + 1] = dup
         out[#out + 1] = 2

@@ -105,6 +105,7 @@ redis.register_function('glidemq_fetch', function(keys, args)
   -- Claim.
   local jobs = {}
   local claimed = 0
+  local asked = want  -- before limits cut it: a limited caller still needs wake_ms
   if want > 0 and redis.call('HGET', keys[1], 'paused') ~= '1' then
     want = claim_budget(P, want, now)
   end
@@ -145,7 +146,7 @@ redis.register_function('glidemq_fetch', function(keys, args)
 
   -- When the queue ran dry, tell the caller how long it may sleep.
   local wake_ms = -1
-  if claimed < want then
+  if claimed < asked then
     local d = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
     local a = redis.call('ZRANGE', active, 0, 0, 'WITHSCORES')
     local t = nil

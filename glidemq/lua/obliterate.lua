@@ -15,7 +15,7 @@ redis.register_function('glidemq_obliterate', function(keys, args)
     for i = 1, #ids do delete_job(P, ids[i]) end
     budget = budget - #ids
   end
-  for _, set in ipairs({'prio', 'delayed', 'active', 'completed', 'failed'}) do
+  for _, set in ipairs({'prio', 'delayed', 'active', 'completed', 'failed', 'waiting-children'}) do
     if budget > 0 then
       local z = redis.call('ZRANGE', P .. set, 0, budget - 1)
       if #z > 0 then
@@ -26,11 +26,14 @@ redis.register_function('glidemq_obliterate', function(keys, args)
     end
   end
   local left = redis.call('LLEN', P .. 'wait')
-  for _, set in ipairs({'prio', 'delayed', 'active', 'completed', 'failed'}) do
+  for _, set in ipairs({'prio', 'delayed', 'active', 'completed', 'failed', 'waiting-children'}) do
     left = left + redis.call('ZCARD', P .. set)
   end
+  if left == 0 then left = schedulers_clear(P) end
   if left == 0 then
-    redis.call('DEL', keys[1], P .. 'id', P .. 'pseq', P .. 'events', P .. 'marker')
+    redis.call('DEL', keys[1], P .. 'id', P .. 'pseq', P .. 'events', P .. 'marker',
+      P .. 'outbox', P .. 'metrics:completed', P .. 'metrics:completed:idx',
+      P .. 'metrics:failed', P .. 'metrics:failed:idx')
   end
   return left
 end)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from glidemq.errors import SoftTimeoutError, UnrecoverableError
+from glidemq.errors import RateLimitedError, SoftTimeoutError, UnrecoverableError
 from glidemq.sandbox import exitcodes
 from glidemq.sandbox.framing import BlockingChannel
 from glidemq.sandbox.handler import Handler, is_async, resolve
@@ -197,6 +197,7 @@ class Sandbox:
                     message=str(exc),
                     traceback="".join(traceback.format_exception(exc)),
                     unrecoverable=isinstance(exc, UnrecoverableError),
+                    retry_after=exc.delay if isinstance(exc, RateLimitedError) else None,
                 )
             )
         else:

@@ -112,13 +112,18 @@ class Result(Message, frozen=True, kw_only=True):
 
 
 class Failure(Message, frozen=True, kw_only=True):
-    """The handler raised; ``unrecoverable`` skips the remaining attempts."""
+    """The handler raised; ``unrecoverable`` skips the remaining attempts.
+
+    ``retry_after`` (seconds) is set when it raised ``RateLimitedError``: the
+    job goes back to delayed for that long without using an attempt.
+    """
 
     job_id: str
     type: str
     message: str
     traceback: str = ""
     unrecoverable: bool = False
+    retry_after: float | None = None
 
 
 class Idle(Message, frozen=True, kw_only=True):

@@ -135,6 +135,7 @@ class QueueConfig(_Base, kw_only=True, frozen=True):
     dead_letter_queue: str | None = None
     lock_duration: Positive = 30.0
     max_stalled_count: Annotated[int, msgspec.Meta(ge=0)] = 1
+    events_maxlen: Annotated[int, msgspec.Meta(ge=0)] = 10_000  # events stream cap; 0 = off
     env: dict[str, str] = msgspec.field(default_factory=dict)
     rlimits: RlimitsConfig | None = None
     autoscale: AutoscaleConfig = msgspec.field(default_factory=AutoscaleConfig)

@@ -12,6 +12,9 @@ Actors (all in the pool's task group):
 * **reconciler** - spawns or retires children until live == desired, with
   exponential restart backoff and a restart-intensity brake.
 * **autoscaler** - samples load and sets ``desired`` through the pure policy.
+* **schedulers** - tops up cron schedulers' tick batches every 30 s
+  (:func:`glidemq.engine.schedulers.refill_forever`); the ticks themselves
+  run inside the feeder's fetch.
 
 Must not: run user code (children do) or parse config (it is given).
 """
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING
 import anyio
 import psutil
 
+from glidemq.engine import schedulers
 from glidemq.engine.connection import Connection
 from glidemq.engine.consumer import Consumer, Finish
 from glidemq.engine.idle import Idler
@@ -53,7 +57,8 @@ class Pool:
         self.path = path
         self.consumer = Consumer(conn, qc.name, lock_ms=int(qc.lock_duration * 1000),
                                  max_stalled_count=qc.max_stalled_count,
-                                 dead_letter_queue=qc.dead_letter_queue)
+                                 dead_letter_queue=qc.dead_letter_queue,
+                                 events_maxlen=qc.events_maxlen)
         self.queue = Queue(qc.name, conn)
         self.stats = PoolStats(queue=qc.name)
         self.desired = qc.min_children
@@ -105,9 +110,7 @@ class Pool:
         """TERM: claim nothing more, give back what is not yet started."""
         self.fetching = False
         self.stopping = True
-        for job in self.buffer:
-            self.finish(Finish.released(job))
-        self.buffer.clear()
+        self._give_back()
         for slot in list(self.slots):
             slot.retire()
         self.kick()
@@ -120,6 +123,12 @@ class Pool:
         for slot in list(self.slots):
             slot.abandon = True
             await slot.kill()
+
+    def _give_back(self) -> None:
+        """Release claimed jobs no child has started (no attempt used)."""
+        for job in self.buffer:
+            self.finish(Finish.released(job))
+        self.buffer.clear()
 
     @property
     def in_flight(self) -> int:
@@ -180,6 +189,8 @@ class Pool:
             tg.start_soon(self._heartbeat, name=f"heartbeat:{self.qc.name}")
             tg.start_soon(self._reconciler, name=f"reconciler:{self.qc.name}")
             tg.start_soon(self._autoscaler, name=f"autoscaler:{self.qc.name}")
+            tg.start_soon(schedulers.refill_forever, self.consumer.connection, self.qc.name,
+                          name=f"schedulers:{self.qc.name}")
             task_status.started()
             await self._feeder()
             tg.cancel_scope.cancel()
@@ -187,6 +198,8 @@ class Pool:
 
     async def _feeder(self) -> None:
         while True:
+            if not self.fetching or self.stats.stopped:
+                self._give_back()  # no child here will run them (also a fetch that raced TERM)
             self._dispatch()
             if self.stopping and not self.slots and not self.held and not self.done:
                 return

@@ -7,7 +7,8 @@ exceeds the child's remaining budget) / ``max_rss_mb`` (checked after every
 job; an oversized child skips the rest of its batch).
 When the child dies, the job it was running loses one attempt (reason
 "child crashed: signal 11", "hard timeout (…)") and the jobs it never
-started go back to the queue without penalty.
+started go back to the queue without penalty. An idle child is watched too:
+if it dies between batches the slot ends (a crash) and the pool replaces it.
 
 Must not: talk to Valkey except through the pool's consumer, or decide the
 pool's size.
@@ -62,7 +63,8 @@ class Slot:
         self._hard_timed_out: str | None = None
         self._span: object = None  # OpenTelemetry span of the running job, if tracing
         self._ps: psutil.Process | None = None
-        self._send, self._recv = anyio.create_memory_object_stream[list[Job] | None](1)
+        self._send, self._recv = anyio.create_memory_object_stream[
+            list[Job] | None | Exited](2)  # a batch (None: retire), or the idle child's death
 
     # --- called by the pool ----------------------------------------------------------
     def assign(self, jobs: list[Job]) -> None:
@@ -145,19 +147,60 @@ class Slot:
                 await child.retire()
                 return self._on_exit(await self._until_exit(child))
             self.pool.ready(self)
-            jobs = await self._recv.receive()
+            jobs = await self._next_batch(child)
+            if isinstance(jobs, Exited):
+                return self._on_exit(jobs)  # died idle
             if jobs is None:
                 continue  # retire() sent it; loop to the retiring branch
             self.jobs = {j.id: j for j in jobs}
             sc = self.qc.soft_timeout
-            await child.run([
-                JobSpec(id=j.id, name=j.name, data=_json.encode(j.data),
-                        attempts_made=j.attempts_made, opts=msgspec.to_builtins(j.opts),
-                        token=j.token, soft_timeout=sc) for j in jobs])
+            try:
+                await child.run([
+                    JobSpec(id=j.id, name=j.name, data=_json.encode(j.data),
+                            attempts_made=j.attempts_made, opts=msgspec.to_builtins(j.opts),
+                            token=j.token, soft_timeout=sc) for j in jobs])
+            except ChildGoneError:  # it died just now: these were never sent
+                self._release_all()
+                return self._on_exit(await self._until_exit(child))
             ev = await self._events(child)
             if isinstance(ev, Exited):
                 return self._on_exit(ev)
             self._maybe_recycle(ev)
+
+    async def _next_batch(self, child: Child) -> list[Job] | None | Exited:
+        """Wait for the pool's next batch (None: retire) or for the idle child's death.
+
+        The death arrives through the same stream as batches, so a batch handed
+        over at the same moment is never lost to a cancelled receive.
+        """
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while not isinstance(ev := await child.receive(), Exited):
+                    await self._handle(ev)  # an idle child sends nothing, but just in case
+                self._send.send_nowait(ev)
+
+            tg.start_soon(watch)
+            got = await self._recv.receive()
+            tg.cancel_scope.cancel()
+        if not isinstance(got, Exited):
+            return got
+        if self in self.pool.idle:
+            self.pool.idle.remove(self)  # the feeder must not hand it more
+        while True:  # a batch handed over as it died was never sent: it goes back
+            try:
+                late = self._recv.receive_nowait()
+            except anyio.WouldBlock:
+                break
+            if isinstance(late, list):
+                self.jobs.update((j.id, j) for j in late)
+        self._release_all()
+        return got
+
+    def _release_all(self) -> None:
+        for job in self.jobs.values():
+            self.pool.finish(Finish.released(job))
+        self.jobs.clear()
 
     def _maybe_recycle(self, idle: Idle) -> None:
         qc, stats = self.qc, self.pool.stats
@@ -234,9 +277,13 @@ class Slot:
                 job = self.jobs.pop(jid, None)
                 if job is not None:
                     self.pool.finish(Finish(job.id, job.token, "c", value.decode()))
-            case Failure(job_id=jid, type=etype, message=msg, traceback=tb, unrecoverable=u):
+            case Failure(job_id=jid, type=etype, message=msg, traceback=tb, unrecoverable=u,
+                         retry_after=retry_after):
                 job = self.jobs.pop(jid, None)
-                if job is not None:
+                if job is not None and retry_after is not None:
+                    # RateLimitedError: back to delayed, no attempt used.
+                    self.pool.finish(Finish.deferred(job, int(retry_after * 1000)))
+                elif job is not None:
                     delay = self._retry_delay(job, UnrecoverableError(msg) if u else None)
                     self.pool.finish(Finish.failed(job, f"{etype}: {msg}", tb, delay))
             case Progress(job_id=jid, progress=raw):
