@@ -10,6 +10,7 @@ load at once: a lost ``FUNCTION LOAD`` race is followed by a re-check.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from functools import cache
 from pathlib import Path
@@ -20,7 +21,7 @@ from glidemq.errors import LibraryVersionError
 
 log = logging.getLogger(__name__)
 
-LIBRARY_VERSION = 1
+LIBRARY_VERSION = 2
 _LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 
 
@@ -37,7 +38,20 @@ def source() -> str:
         if path.name != "_prelude.lua":
             parts.append(f"\n-- {path.name}\n")
             parts.append(path.read_text())
-    return "".join(parts)
+    text = "".join(parts)
+    return text.replace("__GLIDEMQ_BUILD__", build_of(text))
+
+
+def build_of(text: str) -> str:
+    """Content hash of a library source (before the hash is substituted)."""
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+@cache
+def build() -> str:
+    """This client's library build hash."""
+    src = source()
+    return src.split("local LIBRARY_BUILD = '", 1)[1].split("'", 1)[0]
 
 
 async def _server_version(execute: object, node: object) -> int | None:
@@ -47,6 +61,14 @@ async def _server_version(execute: object, node: object) -> int | None:
         if "function not found" in str(exc).lower():
             return None
         raise
+
+
+async def _server_build(execute: object, node: object) -> str | None:
+    try:
+        raw = await execute("FCALL_RO", "glidemq_build", 0, node=node)  # type: ignore[operator]
+    except vex.ResponseError:
+        return None
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 async def ensure_on_node(execute: object, node: object = None) -> None:
@@ -60,7 +82,9 @@ async def ensure_on_node(execute: object, node: object = None) -> None:
     for _ in range(3):
         have = await _server_version(execute, node)
         if have == LIBRARY_VERSION:
-            return
+            if await _server_build(execute, node) == build():
+                return
+            have = -1  # same number, other source (a development build): replace it
         if have is not None and have > LIBRARY_VERSION:
             raise LibraryVersionError(
                 f"the server runs glidemq library version {have}, newer than this client's "

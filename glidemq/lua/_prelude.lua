@@ -11,6 +11,7 @@
 --     Python exceptions in glidemq/engine/fcall.py.
 
 local LIBRARY_VERSION = __GLIDEMQ_VERSION__
+local LIBRARY_BUILD = '__GLIDEMQ_BUILD__'
 local BATCH_CAP = 1000          -- max jobs one call may touch in admin loops
 local RECLAIM_CAP = 100         -- max stalled jobs reclaimed per fetch
 local PROMOTE_CAP = 1000        -- max delayed jobs promoted per fetch
