@@ -45,6 +45,21 @@ class TLSOptions:
     verify: bool = True
 
 
+async def close_client(client: Any) -> None:
+    """Close a valkey-py client, including a cluster client still connecting.
+
+    ``ValkeyCluster.aclose()`` closes nothing while its first initialisation
+    is in flight, leaking the sockets it opened; closing the node managers
+    directly covers that case.
+    """
+    await client.aclose()
+    manager = getattr(client, "nodes_manager", None)
+    if manager is not None:
+        with contextlib.suppress(Exception):
+            await manager.aclose()
+            await manager.aclose("startup_nodes")
+
+
 class Connection:
     """Where and how to reach Valkey; creates clients lazily and shares them.
 
@@ -208,11 +223,11 @@ class Connection:
         self._library_ok = False
         if client is not None:
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await close_client(client)
 
     async def close(self) -> None:
         """Close the shared client's connections."""
         if self._client is not None:
             client, self._client = self._client, None
             self._library_ok = False
-            await client.aclose()
+            await close_client(client)

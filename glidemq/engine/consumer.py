@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from glidemq.engine import codec
-from glidemq.engine.connection import Connection
+from glidemq.engine.connection import Connection, close_client
 from glidemq.engine.job import Job, JobOptions, decode_options
 from glidemq.engine.keys import QueueKeys, root, validate_queue_name
 from glidemq.engine.queue import DEFAULT_EVENTS_MAXLEN, MAX_LOG_LINES
@@ -209,7 +209,7 @@ class Consumer:
             # never reconnects (see Connection.drop_client).
             client, self._blocking = self._blocking, None
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await close_client(client)
             raise
         return got is not None
 
@@ -238,4 +238,4 @@ class Consumer:
         """Close the blocking client (the shared connection belongs to its owner)."""
         if self._blocking is not None:
             client, self._blocking = self._blocking, None
-            await client.aclose()
+            await close_client(client)

@@ -1,4 +1,4 @@
--- glidemq_drain: remove up to 1000 waiting/prioritized (and, with ARGV[1]="1",
+-- glidemq_drain: remove up to 1000 waiting (parked included)/prioritized (and, with ARGV[1]="1",
 -- delayed) jobs per call. Active, completed and failed jobs are untouched.
 -- KEYS[1]  meta key.  ARGV: include delayed (0/1).
 -- Returns: number of jobs removed by this call (the client calls again until 0).
@@ -11,7 +11,7 @@ redis.register_function('glidemq_drain', function(keys, args)
     for i = 1, #ids do delete_job(P, ids[i]) end
     removed = removed + #ids
   end
-  for _, set in ipairs(args[1] == '1' and {'prio', 'delayed'} or {'prio'}) do
+  for _, set in ipairs(args[1] == '1' and {'parked', 'prio', 'delayed'} or {'parked', 'prio'}) do
     if removed < BATCH_CAP then
       local z = redis.call('ZRANGE', P .. set, 0, BATCH_CAP - removed - 1)
       if #z > 0 then

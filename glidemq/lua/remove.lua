@@ -10,7 +10,9 @@ redis.register_function('glidemq_remove', function(keys, args)
     return redis.error_reply('GLIDEMQ_JOB_ACTIVE job ' .. id .. ' is being processed')
   end
   if state == 'waiting' then redis.call('LREM', P .. 'wait', 1, id) end
-  for _, set in ipairs({'prio', 'delayed', 'completed', 'failed', 'waiting-children'}) do redis.call('ZREM', P .. set, id) end
+  for _, set in ipairs({'prio', 'delayed', 'completed', 'failed', 'waiting-children', 'parked'}) do
+    redis.call('ZREM', P .. set, id)
+  end
   delete_job(P, id)
   emit(P, tonumber(args[2]), 'removed', id)
   return 1
