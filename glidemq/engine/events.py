@@ -21,8 +21,8 @@ import msgspec
 from valkey import exceptions as vex
 
 from glidemq.engine import codec
-from glidemq.engine.connection import Connection
-from glidemq.engine.fcall import TRANSIENT
+from glidemq.engine.connection import Connection, close_client
+from glidemq.engine.fcall import TRANSIENT, translate
 from glidemq.engine.keys import QueueKeys
 from glidemq.errors import InvalidOptionError, JobFailedError, JobNotFoundError, WaitTimeoutError
 
@@ -201,7 +201,7 @@ class QueueEvents:
         """Close the blocking client (a shared Connection stays open)."""
         if self._client is not None:
             client, self._client = self._client, None
-            await client.aclose()
+            await close_client(client)
 
     async def start(self) -> None:
         """Pin ``"$"`` to the newest entry id now, so nothing added later is missed.
@@ -213,8 +213,16 @@ class QueueEvents:
             self.last_id = await self.tail()
 
     async def tail(self) -> str:
-        """The id of the newest entry in the stream ("0-0" when it is empty)."""
-        rows = await self._run("XREVRANGE", self.keys.events, "+", "-", "COUNT", 1)
+        """The id of the newest entry in the stream ("0-0" when it is empty).
+
+        Raises:
+            GlidemqConnectionError: Valkey could not be reached.
+        """
+        try:
+            rows = await self._run("XREVRANGE", self.keys.events, "+", "-", "COUNT", 1)
+        except (vex.ValkeyError, OSError) as exc:
+            await self._drop()
+            raise translate(exc) from exc
         return _text(rows[0][0]) if rows else "0-0"
 
     def __aiter__(self) -> AsyncIterator[QueueEvent]:
@@ -234,7 +242,7 @@ class QueueEvents:
         try:
             reply = await self._run("XREAD", "COUNT", self.count, "BLOCK",
                                     max(1, int(block * 1000)), "STREAMS", self.keys.events,
-                                    after, blocking=True)
+                                    after)
         except _RETRY as exc:
             log.warning("events of %s: %s; retrying in %.2fs", self.name, exc, self._backoff)
             await self._drop()
@@ -249,7 +257,7 @@ class QueueEvents:
                                        {_text(k): _text(v) for k, v in fields.items()}))
         return out
 
-    async def _run(self, *args: Any, blocking: bool = False) -> Any:
+    async def _run(self, *args: Any) -> Any:
         if self._client is None:
             self._client = self.connection.new_client()
         c = self._client
@@ -269,7 +277,7 @@ class QueueEvents:
         client, self._client = self._client, None
         if client is not None:
             try:
-                await client.aclose()
+                await close_client(client)
             except Exception as exc:  # already broken: nothing to release
                 log.debug("closing events client of %s: %s", self.name, exc)
 
@@ -301,6 +309,8 @@ class QueueEvents:
             WaitTimeoutError: it did not finish within ``timeout``.
             JobNotFoundError: it finished but its hash is gone (removed on
                 completion), so its return value cannot be read.
+            GlidemqConnectionError: Valkey could not be reached for the
+                first or last look at the job (reads in between retry).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         cursor = after if after is not None else await self.tail()
@@ -335,8 +345,11 @@ class QueueEvents:
 
     async def _outcome(self, job_id: str, completed: bool = False) -> tuple[bool, Any]:
         """(finished, return value) from the job hash; raises for a failed job."""
-        state, rv, reason = await self.connection.client().hmget(
-            self.keys.job(job_id), "s", "rv", "fr")
+        try:
+            state, rv, reason = await self.connection.client().hmget(
+                self.keys.job(job_id), "s", "rv", "fr")
+        except (vex.ValkeyError, OSError) as exc:
+            raise translate(exc) from exc
         if state == b"completed":
             return True, codec.decode(rv)
         if state == b"failed":

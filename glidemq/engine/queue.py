@@ -385,6 +385,7 @@ class Queue(LimitsMixin, MetricsMixin, SchedulersMixin):
                 :meth:`add` option error.
             JobFailedError: the job failed for good (``failed_reason``).
             WaitTimeoutError: no outcome within ``timeout`` (the job stays queued).
+            GlidemqConnectionError: Valkey could not be reached.
         """
         for opt in ("remove_on_complete", "remove_on_fail"):
             value = options.get(opt, False)

@@ -1,12 +1,12 @@
-"""Job schedulers: validation, cron tick computation and the refill actor.
+"""Job schedulers: the Queue methods, validation, decoding and the refill actor.
 
 A scheduler creates one job per tick from a template. Ticks are materialised
 server-side, inside the atomic ``glidemq_fetch`` every consumer calls (see
 ``glidemq/lua/_schedulers.lua``), so exactly one job is made per tick however
 many workers and supervisors run, with no extra round trip. ``every``
 schedules are computed in Lua (anchored grid). Lua cannot parse cron, so this
-module computes upcoming cron instants with croniter (timezone-aware, UTC ms)
-and stores a bounded batch; consumers top it up through :func:`refill`, which
+client computes upcoming cron instants (:mod:`glidemq.engine.cron`) and
+stores a bounded batch; consumers top it up through :func:`refill`, which
 the Worker and the supervisor's pools run every :data:`REFILL_INTERVAL`
 seconds (one SMEMBERS when nothing is low).
 
@@ -31,9 +31,6 @@ from glidemq.engine.cron import is_valid as cron_is_valid
 from glidemq.engine.job import JobOptions, decode_options, make_options
 from glidemq.engine.keys import QueueKeys
 from glidemq.errors import GlidemqError, InvalidOptionError
-
-if TYPE_CHECKING:
-    from glidemq.engine.job import JobOptions as _Opts
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +282,7 @@ class SchedulersMixin:
     if TYPE_CHECKING:
         async def _call(self, fn: str, *args: Any) -> Any: ...
 
-        def _encode_job(self, name: str, data: Any, job_id: str | None, opts: _Opts
+        def _encode_job(self, name: str, data: Any, job_id: str | None, opts: JobOptions
                         ) -> list[Any]: ...
 
     async def upsert_job_scheduler(
@@ -329,6 +326,8 @@ class SchedulersMixin:
         if config["kind"] == "cron":
             now = await server_time_ms(self.connection, self.keys)
             config["ticks"] = first_cron_ticks(config, now)
+            if not config["ticks"] and config["end"] < 0:
+                raise InvalidOptionError(f"cron {cron!r} never matches again")
         tpl = config.pop("tpl")
         await self._call("glidemq_upsert_scheduler", scheduler_id, _pack(config), tpl)
         found = await self.get_job_scheduler(scheduler_id)

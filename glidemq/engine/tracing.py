@@ -26,14 +26,28 @@ ENABLED = _trace is not None
 _TRACER_NAME = "glidemq"
 
 
+_provider: Any = None
+
+
+def use_provider(provider: Any) -> None:
+    """Use this tracer provider for glidemq's spans instead of the global one
+    (None goes back to the global). Lets tests and embedders scope tracing."""
+    global _provider
+    _provider = provider
+
+
 def active() -> bool:
-    """True when spans would be recorded: the API is installed and an SDK
-    tracer provider is set. Without one, skip even non-recording spans."""
-    return _trace is not None and not isinstance(
+    """True when spans would be recorded: the API is installed and a provider
+    is set (ours or a global SDK one). Without one, skip even no-op spans."""
+    if _trace is None:
+        return False
+    return _provider is not None or not isinstance(
         _trace.get_tracer_provider(), _trace.ProxyTracerProvider)
 
 
 def _tracer() -> Any:
+    if _provider is not None:
+        return _provider.get_tracer(_TRACER_NAME)
     return _trace.get_tracer(_TRACER_NAME)
 
 

@@ -44,9 +44,15 @@ redis.register_function('glidemq_upsert_scheduler', function(keys, args)
   else
     sched_append(P, sid, c.ticks, last)
     nxt = tonumber(redis.call('LINDEX', key .. ':ticks', 0))
-    if not nxt then redis.call('SADD', P .. 'sched-refill', sid) end
   end
   local done = (c.limit > 0 and count >= c.limit) or (c['end'] >= 0 and nxt ~= nil and nxt > c['end'])
+    -- The client always sends a batch for cron: none left means no tick before the end.
+    or (c.kind == 'cron' and nxt == nil and #c.ticks == 0)
+  if done then
+    redis.call('SREM', P .. 'sched-refill', sid)
+  elseif c.kind == 'cron' and nxt == nil then
+    redis.call('SADD', P .. 'sched-refill', sid)
+  end
   redis.call('HSET', key, 'kind', c.kind, 'every', c.every, 'cron', c.cron, 'tz', c.tz,
     'start', fmt_ms(c.start), 'end', fmt_ms(c['end']), 'limit', c.limit, 'grace', c.grace,
     'tpl', args[3], 'rev', rev, 'count', count, 'last', fmt_ms(last), 'done', done and '1' or '0')
