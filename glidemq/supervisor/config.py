@@ -39,7 +39,9 @@ Count = Annotated[int, msgspec.Meta(ge=1)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _HANDLER_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-_URL_SCHEMES = ("valkey", "valkeys", "redis", "rediss", "unix")
+# The schemes glidemq.engine.connection.Connection accepts (kept in step by a test).
+_URL_SCHEMES = ("valkey", "valkeys", "redis", "rediss", "valkey+cluster", "valkeys+cluster",
+                "redis+cluster", "rediss+cluster")
 
 
 def validate_queue_name(name: str) -> str:

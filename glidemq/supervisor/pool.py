@@ -141,6 +141,7 @@ class Pool:
         self.done.append(f)
         if f.kind == "c":
             self.stats.jobs_completed_total += 1
+            self.consecutive_crashes = 0  # a child that completes jobs is healthy again
         elif f.kind == "f":
             self.stats.jobs_failed_total += 1
         self.kick()

@@ -254,3 +254,10 @@ def test_cli_runtime_errors_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert cli.main(["--config", str(write(tmp_path, QUEUE + "batch = 2\n"))]) == 2
     monkeypatch.setitem(sys.modules, "glidemq.supervisor.supervisor", None)  # not importable
     assert cli.main(["--config", str(write(tmp_path, QUEUE))]) == 1
+
+
+def test_url_schemes_match_the_connection() -> None:
+    from glidemq.engine.connection import _SCHEMES
+    from glidemq.supervisor.config import _URL_SCHEMES
+
+    assert set(_URL_SCHEMES) == set(_SCHEMES)
