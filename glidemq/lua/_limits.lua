@@ -114,8 +114,13 @@ end
 
 -- Called for each popped job before it becomes active. Returns true to claim
 -- it; false when the gate parked it (gpark) or failed it (cost > capacity).
-local function claim_gate(P, id, job, now)
-  local f = redis.call('HMGET', job, 'g', 'cs', 'gs', 'tk')
+-- `pre` is the claim's HMGET (fields 7..10: g, cs, gs, tk), read once by the caller.
+local function claim_gate(P, id, job, now, pre)
+  local g0 = pre[7]
+  if not g0 and limits_ctx.P == P and limits_ctx.now == now and not limits_ctx.rl_dur then
+    return true  -- no group and no queue rate limit: nothing to gate or log
+  end
+  local f = {pre[7], pre[8], pre[9], tostring((tonumber(pre[10]) or 0) + 1)}
   local ctx = limits_ctx
   if ctx.P ~= P or ctx.now ~= now then
     claim_budget(P, 0, now)
@@ -184,8 +189,9 @@ end
 -- Called whenever a job leaves `active` (completed, failed, retried,
 -- deferred, released, reclaimed as stalled). SREM answers whether the job
 -- really held a group slot, so a second call for one claim changes nothing.
-local function left_active(P, id, job, now)
-  local g = redis.call('HGET', job, 'g')
+-- `g` is the job's group when the caller already read it (false = none).
+local function left_active(P, id, job, now, g)
+  if g == nil then g = redis.call('HGET', job, 'g') end
   if g and redis.call('SREM', P .. 'gactive:' .. g, id) == 1 and
       redis.call('EXISTS', P .. 'gpark:' .. g) == 1 then
     group_release(P, g)

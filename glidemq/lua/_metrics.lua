@@ -12,8 +12,14 @@
 
 local METRICS_RETENTION_MS = 86400000
 
-local function metrics_record(P, kind, job, now)
-  local f = redis.call('HMGET', job, 'pon', 'dd')
+-- pon and dd may come from the caller's read of the job (nil = read them here).
+local function metrics_record(P, kind, job, now, pon, dd)
+  local f
+  if pon == nil and dd == nil then
+    f = redis.call('HMGET', job, 'pon', 'dd')
+  else
+    f = {pon, dd}
+  end
   local minute = now - now % 60000
   local key = P .. 'metrics:' .. kind
   local n = redis.call('HINCRBY', key, minute .. ':c', 1)

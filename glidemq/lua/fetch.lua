@@ -33,17 +33,18 @@ redis.register_function('glidemq_fetch', function(keys, args)
     local o = outcomes[i]
     local id, token, kind = o[1], tostring(o[2]), o[3]
     local job = P .. 'job:' .. id
-    local f = redis.call('HMGET', job, 'tk', 'rc', 'rf', 'p')
+    -- One read for the fencing check and every hook (group, metrics, flows).
+    local f = redis.call('HMGET', job, 'tk', 'rc', 'rf', 'p', 'g', 'pon', 'dd', 'dt')
     if f[1] ~= token or not redis.call('ZSCORE', active, id) then
       rejected = rejected + 1
     else
       redis.call('ZREM', active, id)
-      left_active(P, id, job, now)
+      left_active(P, id, job, now, f[5])
       if kind == 'c' then
         redis.call('HSET', job, 's', 'completed', 'rv', o[4], 'fon', now)
         emit(P, maxlen, 'completed', id)
-        metrics_record(P, 'completed', job, now)
-        flow_finished(P, id, job, 'completed', now)
+        metrics_record(P, 'completed', job, now, f[6], f[7])
+        if f[8] then flow_finished(P, id, job, 'completed', now) end
         retain(P, 'completed', f[2], now, id)
       elseif kind == 'f' then
         local reason, stack, delay = o[4], o[5], o[6]
@@ -121,20 +122,20 @@ redis.register_function('glidemq_fetch', function(keys, args)
         if not id then break end
       end
       local job = P .. 'job:' .. id
-      local tk = redis.pcall('HINCRBY', job, 'tk', 1)
-      if type(tk) == 'table' then
+      -- One read for the claim and the gates: n d o atm ts stc | g cs gs tk.
+      local f = redis.pcall('HMGET', job, 'n', 'd', 'o', 'atm', 'ts', 'stc', 'g', 'cs', 'gs', 'tk')
+      if f.err then
         -- Not a hash (corrupted key): fail it without touching it.
         redis.call('ZADD', P .. 'failed', now, id)
         emit(P, maxlen, 'failed', id, 'failedReason', 'malformed: job key is not a hash')
-      elseif tk == 1 and redis.call('HLEN', job) == 1 then
-        -- The hash was deleted under us; HINCRBY re-created it. Drop the orphan.
-        redis.call('DEL', job)
-      elseif not claim_gate(P, id, job, now) then
+      elseif not f[10] then
+        -- The hash was deleted under us (every job hash has a token): drop the id.
+      elseif not claim_gate(P, id, job, now, f) then
         -- parked by a limit (group concurrency, rate limit): not claimed
       else
+        local tk = redis.call('HINCRBY', job, 'tk', 1)
         redis.call('HSET', job, 's', 'active', 'pon', now)
         redis.call('ZADD', active, deadline, id)
-        local f = redis.call('HMGET', job, 'n', 'd', 'o', 'atm', 'ts', 'stc')
         jobs[#jobs + 1] = id
         jobs[#jobs + 1] = tk
         for k = 1, 6 do jobs[#jobs + 1] = f[k] or '' end
