@@ -46,7 +46,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 import msgspec
@@ -73,11 +72,10 @@ from glidemq.sandbox.protocol import (
     ToSupervisor,
     supervisor_codec,
 )
+from glidemq.supervisor.environment import child_env
 
 logger = logging.getLogger(__name__)
 
-ENV_ALLOWED = frozenset({"PATH", "HOME", "LANG", "TZ", "PYTHONPATH", "PYTHONHASHSEED"})
-"""Variables a child inherits (plus ``LC_*``); everything else, secrets included, stays out."""
 
 _READ_SIZE = 256 * 1024
 _MAX_LINE = 64 * 1024
@@ -104,24 +102,6 @@ class Exited:
 
 
 ChildEvent = Started | Progress | Log | Result | Failure | Idle | Exited
-
-
-def child_env(
-    env_extra: Mapping[str, str] | None = None, *, environ: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """Build a child's environment from the allow-list, never from a copy of ours.
-
-    The supervisor's environment holds the Valkey password; a child must not.
-    ``PYTHONPATH`` gains the directory glidemq is imported from, so
-    ``python -m glidemq.sandbox`` works from a source checkout.
-    """
-    source = os.environ if environ is None else environ
-    env = {k: v for k, v in source.items() if k in ENV_ALLOWED or k.startswith("LC_")}
-    env.update(env_extra or {})
-    root = Path(__file__).resolve().parents[2]
-    if root.name not in ("site-packages", "dist-packages"):
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    return env
 
 
 class Child:

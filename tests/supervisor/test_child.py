@@ -19,7 +19,8 @@ from glidemq.errors import ChildGoneError, FatalBootError, HandshakeError
 from glidemq.sandbox import exitcodes
 from glidemq.sandbox.limits import Rlimits
 from glidemq.sandbox.protocol import Failure, Idle, JobSpec, Log, Progress, Result, Started
-from glidemq.supervisor.child import ENV_ALLOWED, Child, ChildEvent, Exited, child_env
+from glidemq.supervisor.child import Child, ChildEvent, Exited
+from glidemq.supervisor.environment import ENV_ALLOWED, child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 H = "tests.handlers.basic:"
