@@ -6,9 +6,6 @@ a job many others depend on notifies every one of them (glide-mq #246).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 import anyio
 import pytest
@@ -21,56 +18,14 @@ from glidemq import (
     JobSpec,
     Queue,
     UnrecoverableError,
-    Worker,
 )
 from glidemq.engine.connection import Connection
 from glidemq.engine.job import Job, JobState
 from glidemq.errors import InvalidOptionError
-from tests.engine.helpers import running, wait_for, wait_state
+from tests.engine.helpers import wait_for, wait_state
+from tests.features.flow_helpers import Recorder, counts, ref, workers
 
 pytestmark = pytest.mark.anyio
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.order: list[str] = []
-        self.runs: Counter[str] = Counter()
-        self.values: dict[str, dict[str, Any]] = {}
-
-    async def __call__(self, job: Job) -> str:
-        self.order.append(job.name)
-        self.runs[job.name] += 1
-        self.values[job.name] = await job.get_children_values()
-        return f"{job.name}-done"
-
-
-def settled(w: Worker) -> bool:
-    """Idle, with its blocking client initialized. valkey-py's cluster client
-    closes nothing when closed during its first initialize (aclose skips an
-    uninitialized client), so closing a worker then leaks a socket."""
-    blocking = w.consumer._blocking
-    return w.idle and blocking is not None and not getattr(blocking, "_initialize", False)
-
-
-@asynccontextmanager
-async def workers(conn: Connection, handlers: dict[str, Callable[[Job], Any]],
-                  concurrency: int = 1) -> AsyncIterator[None]:
-    ws: list[Worker] = []
-    async with AsyncExitStack() as stack:
-        for queue, fn in handlers.items():
-            ws.append(await stack.enter_async_context(running(
-                Worker(queue, fn, conn, concurrency=concurrency, block_timeout=0.5))))
-        yield
-        await wait_for(lambda: all(map(settled, ws)), what="idle workers")
-
-
-async def counts(q: Queue) -> dict[str, int]:
-    """Counts of every state, waiting-children included."""
-    return {str(k): v for k, v in (await q.get_job_counts()).items()}
-
-
-def ref(job: Job) -> str:
-    return f"{job.queue_name}/{job.id}"
 
 
 async def test_diamond_runs_each_node_once(conn: Connection, qname: str) -> None:

@@ -10,70 +10,23 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from glidemq import FlowConflictError, FlowJob, FlowProducer, Queue, UnrecoverableError, Worker
+from glidemq import FlowConflictError, FlowJob, FlowProducer, Queue
 from glidemq.engine import deps
 from glidemq.engine.connection import Connection
 from glidemq.engine.consumer import Consumer, Finish
-from glidemq.engine.job import Job, JobState
+from glidemq.engine.job import JobState
 from glidemq.engine.keys import QueueKeys
 from glidemq.errors import GlidemqConnectionError, InvalidOptionError
-from tests.engine.helpers import REPO, hget, running, wait_for, wait_state
+from tests.engine.helpers import REPO, hget, wait_for, wait_state
+from tests.features.flow_helpers import Recorder, counts, ref, workers
 from tests.servers import Cluster, Server
 
 pytestmark = pytest.mark.anyio
-
-
-class Recorder:
-    """A processor that records runs; jobs with data {"fail": true} fail on their first run."""
-
-    def __init__(self) -> None:
-        self.order: list[str] = []
-        self.runs: Counter[str] = Counter()
-        self.values: dict[str, dict[str, Any]] = {}
-
-    async def __call__(self, job: Job) -> str:
-        self.order.append(job.name)
-        self.runs[job.name] += 1
-        self.values[job.name] = await job.get_children_values()
-        if isinstance(job.data, dict) and job.data.get("fail") and self.runs[job.name] == 1:
-            raise UnrecoverableError("boom")
-        return f"{job.name}-done"
-
-
-def settled(w: Worker) -> bool:
-    """Idle, with its blocking client initialized. valkey-py's cluster client
-    closes nothing when closed during its first initialize (aclose skips an
-    uninitialized client), so closing a worker then leaks a socket."""
-    blocking = w.consumer._blocking
-    return w.idle and blocking is not None and not getattr(blocking, "_initialize", False)
-
-
-@asynccontextmanager
-async def workers(conn: Connection, handlers: dict[str, Callable[[Job], Any]]
-                  ) -> AsyncIterator[None]:
-    ws: list[Worker] = []
-    async with AsyncExitStack() as stack:
-        for queue, fn in handlers.items():
-            worker = Worker(queue, fn, conn, block_timeout=0.5)
-            ws.append(await stack.enter_async_context(running(worker)))
-        yield
-        await wait_for(lambda: all(map(settled, ws)), what="idle workers")
-
-
-async def counts(q: Queue) -> dict[str, int]:
-    """Counts of every state, waiting-children included."""
-    return {str(k): v for k, v in (await q.get_job_counts()).items()}
-
-
-def ref(job: Job) -> str:
-    return f"{job.queue_name}/{job.id}"
 
 
 async def outbox_len(conn: Connection, queue: str) -> int:

@@ -2,57 +2,16 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
-
 import pytest
 
-from glidemq import FlowJob, FlowProducer, Queue, Worker, chain, chord, group
+from glidemq import FlowJob, FlowProducer, Queue, chain, chord, group
 from glidemq.engine.connection import Connection
-from glidemq.engine.job import Job, JobState
+from glidemq.engine.job import JobState
 from glidemq.errors import InvalidOptionError
-from tests.engine.helpers import running, wait_for, wait_state
+from tests.engine.helpers import wait_state
+from tests.features.flow_helpers import Recorder, ref, workers
 
 pytestmark = pytest.mark.anyio
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.order: list[str] = []
-        self.runs: Counter[str] = Counter()
-        self.values: dict[str, dict[str, Any]] = {}
-
-    async def __call__(self, job: Job) -> str:
-        self.order.append(job.name)
-        self.runs[job.name] += 1
-        self.values[job.name] = await job.get_children_values()
-        return f"{job.name}-done"
-
-
-def settled(w: Worker) -> bool:
-    """Idle, with its blocking client initialized. valkey-py's cluster client
-    closes nothing when closed during its first initialize (aclose skips an
-    uninitialized client), so closing a worker then leaks a socket."""
-    blocking = w.consumer._blocking
-    return w.idle and blocking is not None and not getattr(blocking, "_initialize", False)
-
-
-@asynccontextmanager
-async def workers(conn: Connection, handlers: dict[str, Callable[[Job], Any]]
-                  ) -> AsyncIterator[None]:
-    ws: list[Worker] = []
-    async with AsyncExitStack() as stack:
-        for queue, fn in handlers.items():
-            ws.append(await stack.enter_async_context(running(
-                Worker(queue, fn, conn, concurrency=4, block_timeout=0.5))))
-        yield
-        await wait_for(lambda: all(map(settled, ws)), what="idle workers")
-
-
-def ref(job: Job) -> str:
-    return f"{job.queue_name}/{job.id}"
 
 
 async def test_chain_runs_steps_in_order(conn: Connection, qname: str) -> None:
@@ -60,7 +19,7 @@ async def test_chain_runs_steps_in_order(conn: Connection, qname: str) -> None:
     node = await FlowProducer(conn).add(chain(FlowJob("s1", a), FlowJob("s2", b),
                                               FlowJob("s3", a), FlowJob("s4", b)))
     rec = Recorder()
-    async with workers(conn, {a: rec, b: rec}):
+    async with workers(conn, {a: rec, b: rec}, concurrency=4):
         await wait_state(Queue(b, conn), node.job.id, JobState.COMPLETED)
     assert rec.order == ["s1", "s2", "s3", "s4"]
     s3 = node.children[0].job
@@ -73,7 +32,7 @@ async def test_group_completes_by_itself_with_its_members_values(conn: Connectio
     node = await FlowProducer(conn).add(group(FlowJob("m1", a), FlowJob("m2", b),
                                               FlowJob("m3", b)))
     rec = Recorder()
-    async with workers(conn, {a: rec, b: rec}):
+    async with workers(conn, {a: rec, b: rec}, concurrency=4):
         await wait_state(Queue(a, conn), node.job.id, JobState.COMPLETED)
     assert "__group__" not in rec.runs  # no handler ran for the group's parent
     parent = await Queue(a, conn).get_job(node.job.id)
@@ -86,7 +45,7 @@ async def test_chord_callback_runs_once_after_all_members(conn: Connection, qnam
     members = [FlowJob(f"m{i}", (a, b)[i % 2]) for i in range(6)]
     node = await FlowProducer(conn).add(chord(group(*members), FlowJob("callback", c)))
     rec = Recorder()
-    async with workers(conn, {a: rec, b: rec, c: rec}):
+    async with workers(conn, {a: rec, b: rec, c: rec}, concurrency=4):
         await wait_state(Queue(c, conn), node.job.id, JobState.COMPLETED)
     assert rec.runs["callback"] == 1 and rec.order[-1] == "callback"
     assert rec.values["callback"] == {ref(m.job): f"{m.job.name}-done" for m in node.children}
@@ -100,7 +59,7 @@ async def test_a_chord_in_a_chain_and_a_group_in_a_chain(conn: Connection, qname
                  FlowJob("final", b))
     node = await FlowProducer(conn).add(flow)
     rec = Recorder()
-    async with workers(conn, {a: rec, b: rec}):
+    async with workers(conn, {a: rec, b: rec}, concurrency=4):
         await wait_state(Queue(b, conn), node.job.id, JobState.COMPLETED)
     assert rec.order[-1] == "final"
     assert rec.order.index("cb") > max(rec.order.index("x"), rec.order.index("y"))
