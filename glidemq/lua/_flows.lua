@@ -61,13 +61,7 @@ local function release(P, id, job, now)
     metrics_hook(P, 'completed', job, now)
     return 'completed'
   end
-  local delay = tonumber(f[2]) or 0
-  if delay > 0 then
-    redis.call('ZADD', P .. 'delayed', now + delay, id)
-    redis.call('HSET', job, 's', 'delayed')
-  else
-    redis.call('HSET', job, 's', enqueue(P, id, tonumber(f[3]) or 0, false))
-  end
+  redis.call('HSET', job, 's', schedule(P, id, tonumber(f[2]) or 0, tonumber(f[3]) or 0, false, now))
   wake(P, 1)
   emit(P, FLOW_EVENTS, 'waiting', id)
   return nil

@@ -75,6 +75,16 @@ local function enqueue(P, id, priority, front)
   return 'waiting'
 end
 
+-- Runnable after `delay` ms: the delayed set, or enqueued now when delay is 0.
+-- Returns the state to store in the job hash.
+local function schedule(P, id, delay, priority, front, now)
+  if delay > 0 then
+    redis.call('ZADD', P .. 'delayed', now + delay, id)
+    return 'delayed'
+  end
+  return enqueue(P, id, priority, front)
+end
+
 local function delete_job(P, id)
   redis.call('DEL', P .. 'job:' .. id, P .. 'log:' .. id)
 end

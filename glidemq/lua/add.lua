@@ -49,13 +49,8 @@ redis.register_function('glidemq_add', function(keys, args)
         if ext then ext_added(P, id, job, ext, now) end
         local state = nil
         if ext then state = flow_hold(P, id, job, ext, now) end
-        if state then
-          -- waits for children / dependencies; they move it on completion
-        elseif delay > 0 then
-          redis.call('ZADD', P .. 'delayed', now + delay, id)
-          state = 'delayed'
-        else
-          state = enqueue(P, id, priority, a[7] == 1)
+        if not state then  -- else it waits for children / dependencies
+          state = schedule(P, id, delay, priority, a[7] == 1, now)
         end
         redis.call('HSET', job, 's', state)
         runnable = runnable + 1

@@ -71,11 +71,8 @@ redis.register_function('glidemq_add_flow', function(keys, args)
         if a[15] == 1 then redis.call('HSET', job, 'fh', flow) end
         redis.call('ZADD', QP .. WC, now, id)
         state = WC
-      elseif delay > 0 then
-        redis.call('ZADD', QP .. 'delayed', now + delay, id)
-        state = 'delayed'
       else
-        state = enqueue(QP, id, priority, a[8] == 1)
+        state = schedule(QP, id, delay, priority, a[8] == 1, now)
       end
       redis.call('HSET', job, 's', state)
       if state ~= WC then wake(QP, 1) end

@@ -50,13 +50,8 @@ redis.register_function('glidemq_fetch', function(keys, args)
         local reason, stack, delay = o[4], o[5], o[6]
         redis.call('HINCRBY', job, 'atm', 1)
         if delay >= 0 then
-          redis.call('HSET', job, 'fr', reason, 'st', stack)
-          if delay > 0 then
-            redis.call('ZADD', P .. 'delayed', now + delay, id)
-            redis.call('HSET', job, 's', 'delayed')
-          else
-            redis.call('HSET', job, 's', enqueue(P, id, tonumber(f[4]) or 0, false))
-          end
+          redis.call('HSET', job, 'fr', reason, 'st', stack,
+            's', schedule(P, id, delay, tonumber(f[4]) or 0, false, now))
           emit(P, maxlen, 'retrying', id, 'failedReason', reason, 'delay', delay)
         else
           fail_terminal(P, id, job, reason, stack, now, maxlen, dlq, f[3])
