@@ -190,7 +190,7 @@ class Sandbox:
                 ) from None
         except Exception as exc:
             job._done = True
-            self._channel.send(
+            self._channel.defer(  # goes out with the next Started or Idle
                 Failure(
                     job_id=spec.id,
                     type=_type_name(type(exc)),
@@ -202,7 +202,7 @@ class Sandbox:
             )
         else:
             job._done = True
-            self._channel.send(Result(job_id=spec.id, value=payload))
+            self._channel.defer(Result(job_id=spec.id, value=payload))  # see defer()
         self.jobs_done += 1
 
     def _call(self, spec: JobSpec, job: SandboxJob) -> Any:

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FLUSH_AFTER = 0.005  # s: longest an outcome waits to share a call with a claim
+FLUSH_BATCH = 64  # outcomes that are sent at once without waiting
+
 
 class Pool:
     """Children of one queue, reconciled towards ``desired``."""
@@ -74,6 +77,7 @@ class Pool:
         self.next_spawn_at = 0.0
         self.spawns = 0
         self._kick = anyio.Event()
+        self._done_since = 0.0
         self._reconcile = anyio.Event()
         self._last_change = -math.inf
         self._last_busy = -math.inf
@@ -138,6 +142,8 @@ class Pool:
     def finish(self, f: Finish) -> None:
         if self.held.pop(f.job_id, None) is None:
             return
+        if not self.done:
+            self._done_since = time.monotonic()
         self.done.append(f)
         if f.kind == "c":
             self.stats.jobs_completed_total += 1
@@ -209,9 +215,17 @@ class Pool:
                 room = sum(s.capacity() for s in self.idle)
                 want = room + self.qc.prefetch - len(self.buffer)
                 want = max(0, want) if self.idle or self.slots else 0
-            if not self.done and want <= 0:
-                await self._wait(None)
-                continue
+            if want <= 0:
+                if not self.done:
+                    await self._wait(None)
+                    continue
+                # Nothing to claim: hold outcomes briefly so they ride along with
+                # the next claim (a child's Idle follows its Result at once)
+                # instead of costing a call of their own.
+                age = time.monotonic() - self._done_since
+                if age < FLUSH_AFTER and len(self.done) < FLUSH_BATCH and not self.stopping:
+                    await self._wait((FLUSH_AFTER - age) * 1000)
+                    continue
             finishes, self.done = self.done, []
             try:
                 res = await self.consumer.fetch(finishes, want)
@@ -236,7 +250,7 @@ class Pool:
         except GlidemqConnectionError as exc:
             log.warning("queue %s: flow notices not relayed yet: %s", self.qc.name, exc)
 
-    async def _wait(self, wake_ms: int | None) -> None:
+    async def _wait(self, wake_ms: float | None) -> None:
         timeout = 5.0 if wake_ms is None else min(5.0, wake_ms / 1000)
         with anyio.move_on_after(timeout):
             await self._kick.wait()
