@@ -305,17 +305,22 @@ class Result:
             self.median, self.min, self.max = s["median"], s["min"], s["max"]
 
 
+def is_reference(system: str) -> bool:
+    """Rows that are not peers: glidemq's own and the bare-process reference."""
+    return system.startswith("glidemq") or system == "bare"
+
+
 def add_ratios(results: list[Result]) -> None:
     """ratio_vs_best_peer = median / best peer median, per (scenario, group or metric).
 
-    "Peer" excludes glidemq rows (system starting with "glidemq"), so glidemq
-    rows read as "x times the best peer". For lower-is-better metrics the
-    ratio is still median/best, so < 1 is better there."""
+    "Peer" excludes glidemq rows (system starting with "glidemq") and reference
+    rows (system "bare"), so glidemq rows read as "x times the best peer". For
+    lower-is-better metrics the ratio is still median/best, so < 1 is better there."""
     groups: dict[tuple[str, str], list[Result]] = {}
     for r in results:
         groups.setdefault((r.scenario, r.group or r.metric), []).append(r)
     for rows in groups.values():
-        peers = [r for r in rows if not r.system.startswith("glidemq") and r.runs]
+        peers = [r for r in rows if not is_reference(r.system) and r.runs]
         if not peers:
             continue
         pick = max if rows[0].higher_is_better else min

@@ -35,7 +35,7 @@ def _term(signum: int, frame: Any) -> None:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--module", required=True)
-    p.add_argument("--op", required=True, choices=["enqueue", "drain", "cpu", "latency"])
+    p.add_argument("--op", required=True, choices=["enqueue", "drain", "cpu", "latency", "memory"])
     p.add_argument("--url", required=True)
     p.add_argument("--timeout", type=float, required=True)
     p.add_argument("--args", default="{}")

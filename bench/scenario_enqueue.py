@@ -52,7 +52,8 @@ def _body(sc: Scenario, args: Namespace) -> None:
                     note=f"N capped at {n}" if n < args.jobs else "",
                 )
             )
-        if "bulk" not in {s.key for s in PEERS[peer].settings.get(NAME, [])}:
+        keys = {s.key for s in PEERS[peer].settings.get(NAME, [])}
+        if keys and "bulk" not in keys:
             sc.skip(peer, "bulk", "no bulk enqueue API")
 
 

@@ -173,4 +173,56 @@ PEERS: dict[str, Peer] = {
             "roundtrips": [Setting("p1-c100", "1 node process, concurrency 100")],
         },
     ),
+    # ------------------------------------------------------------------ glidemq
+    # Not peers: rows whose system starts with "glidemq" are left out of "best peer".
+    "glidemq-worker": Peer(
+        module="peers.glidemq_worker",
+        python="glidemq",
+        count="ZCARD glidemq:{bench}:bench:completed (default options keep completed jobs)",
+        settings={
+            "enqueue": [
+                Setting("single", "Queue.add one by one"),
+                Setting("bulk", "Queue.add_bulk, chunks of 1000 (one server call per 500)"),
+            ],
+            "drain": [
+                Setting("c1", "in-process Worker, 1 process, concurrency 1, events on"),
+                Setting("c10", "in-process Worker, 1 process, concurrency 10, events on"),
+                Setting("c50", "in-process Worker, 1 process, concurrency 50, events on"),
+                Setting("2proc-c50", "2 Worker processes, concurrency 50 each, events on"),
+                Setting(
+                    "c50-noevents",
+                    "in-process Worker, concurrency 50, events=False (producer and worker)",
+                ),
+            ],
+            "cpu": [
+                Setting(
+                    "2proc-c1",
+                    "2 Worker processes, concurrency 1, sync handler (in-process, no isolation)",
+                )
+            ],
+            "latency": [Setting("c1", "1 Worker process, concurrency 1, idle, events on")],
+            "roundtrips": [Setting("c50", "1 Worker process, concurrency 50, events on")],
+            "memory": [Setting("c50", "1 Worker process, concurrency 50, events on")],
+        },
+    ),
+    "glidemq-supervisor": Peer(
+        module="peers.glidemq_supervisor",
+        python="glidemq",
+        count="ZCARD glidemq:{bench}:bench:completed (default options keep completed jobs)",
+        settings={
+            "drain": [
+                Setting("b16-p16", "supervisor, 2 sandboxed children, batch 16, prefetch 16")
+            ],
+            "cpu": [
+                Setting("b1-p1", "supervisor, 2 sandboxed children, batch 1, prefetch 1"),
+                Setting(
+                    "b4-p4",
+                    "supervisor, 2 children, batch 4, prefetch 4 (fewer supervisor wake-ups)",
+                ),
+            ],
+            "latency": [Setting("b1-p1", "supervisor, 2 children, batch 1, prefetch 1, idle")],
+            "roundtrips": [Setting("b16-p16", "supervisor, 2 children, batch 16, prefetch 16")],
+            "memory": [Setting("b16-p16", "supervisor, 2 children, batch 16, prefetch 16")],
+        },
+    ),
 }
