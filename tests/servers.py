@@ -61,6 +61,7 @@ class Server:
                         return self
             except Exception:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop(signal.SIGKILL)  # never leave a half-started server behind
                     raise RuntimeError(
                         f"valkey-server on port {self.port} did not start; see "
                         f"{Path(self.dir) / 'valkey.log'}") from None
@@ -95,6 +96,13 @@ class Cluster:
         return f"valkey+cluster://127.0.0.1:{self.nodes[0].port}"
 
     def start(self) -> Cluster:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # never leave half a cluster running
+            raise
+
+    def _start(self) -> Cluster:
         for n in self.nodes:
             n.start()
         per = 16384 // len(self.nodes)
