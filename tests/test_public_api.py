@@ -17,7 +17,7 @@ EXPECTED = {
     "GroupLimits", "MetricsPoint", "JobTemplate", "JobScheduler",
     # events
     "QueueEvents", "QueueEvent", "Added", "Active", "Progress", "Completed", "Failed",
-    "Retrying", "Delayed", "Stalled", "Removed", "Retried", "Paused", "Resumed",
+    "Retrying", "Delayed", "Stalled", "Removed", "Retried", "Paused", "Resumed", "PoolStopped",
     "UnknownEvent",
     # errors
     "GlidemqError", "ConfigError", "InvalidOptionError", "InvalidQueueNameError",

@@ -113,6 +113,14 @@ class Resumed(QueueEvent, frozen=True, tag="resumed"):
     """The queue was resumed."""
 
 
+class PoolStopped(QueueEvent, frozen=True, tag="pool-stopped"):
+    """A supervisor stopped spawning children for this queue (boot error, or
+    more crashes than its restart intensity allows); ``pid`` is the supervisor's."""
+
+    reason: str = ""
+    pid: str = ""
+
+
 class UnknownEvent(QueueEvent, frozen=True, tag="unknown"):
     """An event this client has no type for (a newer server, another feature): never an error."""
 
@@ -125,7 +133,7 @@ class UnknownEvent(QueueEvent, frozen=True, tag="unknown"):
 
 
 Event = (Added | Active | Progress | Completed | Failed | Retrying | Delayed | Stalled
-         | Removed | Retried | Paused | Resumed)
+         | Removed | Retried | Paused | Resumed | PoolStopped)
 _JSON_FIELDS = {"progress": "data"}
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections import deque
 from typing import TYPE_CHECKING
@@ -166,7 +167,7 @@ class Pool:
         if boot_error is not None:
             log.error("queue %s: handler %r cannot start, pool stopped: %s",
                       self.qc.name, self.qc.handler, boot_error)
-            self.stats.stopped = True
+            self._pool_stopped(f"boot error: {boot_error}")
         elif crashed and not self.stopping:
             self.stats.child_restarts_total += 1
             self.consecutive_crashes += 1
@@ -176,13 +177,31 @@ class Pool:
             if len(self.crashes) > self.sc.restart_intensity:
                 log.error("queue %s: %d child crashes within %.0fs; pool stopped spawning",
                           self.qc.name, len(self.crashes), self.sc.restart_period)
-                self.stats.stopped = True
+                self._pool_stopped(f"restart intensity: {len(self.crashes)} crashes "
+                                   f"within {self.sc.restart_period:g}s")
             delay = min(self.sc.restart_backoff_max, 0.1 * 2 ** (self.consecutive_crashes - 1))
             self.next_spawn_at = now + delay
         elif not crashed:
             self.consecutive_crashes = 0
         self.reconcile()
         self.kick()
+
+    def _pool_stopped(self, reason: str) -> None:
+        """Stop spawning and say so on the queue's events stream (``pool-stopped``),
+        where operators' QueueEvents readers see it, besides the log and /healthz."""
+        if self.stats.stopped:
+            return
+        self.stats.stopped = True
+        self._tg.start_soon(self._emit_stopped, reason, name=f"pool-stopped:{self.qc.name}")
+
+    async def _emit_stopped(self, reason: str) -> None:
+        try:
+            await self.consumer.connection.client().xadd(
+                self.consumer.keys.events,
+                {"event": "pool-stopped", "jobId": "", "reason": reason, "pid": str(os.getpid())},
+                maxlen=self.consumer.events_maxlen or 10_000, approximate=True)
+        except Exception as exc:  # the log line above already said it; never crash on this
+            log.warning("queue %s: pool-stopped event not written: %s", self.qc.name, exc)
 
     # --- actors -------------------------------------------------------------------
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -185,6 +185,8 @@ async def test_restart_intensity_stops_a_crash_looping_pool(launch: Launcher,
         assert c["failed"] == 3 and c["active"] == 0  # the rest went back, unpenalised
         assert c["waiting"] == 3
         assert await sup.metric("glidemq_child_restarts_total", bad) == 3
+        stopped = [e for e in await bq.events(1000) if e[1].get("event") == "pool-stopped"]
+        assert len(stopped) == 1 and "restart intensity" in stopped[0][1]["reason"], stopped
         assert sup.alive()
 
 
