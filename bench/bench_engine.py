@@ -135,6 +135,12 @@ async def case_worker(url: str, port: int, n: int, concurrency: int
                       ) -> tuple[float, dict[str, float]]:
     name = f"worker-{concurrency}-{time.monotonic_ns()}"
     await preload(url, name, n)
+    return await drain_measured(url, port, name, n, concurrency)
+
+
+async def drain_measured(url: str, port: int, name: str, n: int, concurrency: int
+                         ) -> tuple[float, dict[str, float]]:
+    """Drain ``n`` pre-loaded jobs with a no-op Worker: (jobs/s, per-job server stats)."""
 
     async def noop(job: Any) -> None:
         return None

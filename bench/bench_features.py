@@ -24,15 +24,14 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio
 from valkey import Valkey
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.bench_engine import per_job, start_server, stats  # noqa: E402
-from glidemq import Dedup, Queue, Worker  # noqa: E402
+from bench.bench_engine import drain_measured, start_server  # noqa: E402
+from glidemq import Dedup, Queue  # noqa: E402
 from glidemq.engine.queue import JobSpec  # noqa: E402
 
 Setup = Callable[[Queue, int], Awaitable[list[JobSpec]]]
@@ -81,24 +80,9 @@ async def run_case(url: str, port: int, n: int, setup: Setup) -> tuple[float, di
     q = Queue(name, url, events=False)
     specs = await setup(q, n)
     await q.add_bulk(specs)
-
-    async def noop(job: Any) -> None:
-        return None
-
-    w = Worker(name, noop, url, concurrency=50, events=False)
-    await w.consumer.start()
-    before = stats(port)
-    t = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(w.run)
-        while w.completed < n:
-            await anyio.sleep(0.002)
-        dt = time.perf_counter() - t
-        after = stats(port)
-        await w.close()
-    await w.consumer.connection.close()
+    rate, per = await drain_measured(url, port, name, n, 50)
     await q.close()
-    return n / dt, per_job(before, after, n)
+    return rate, per
 
 
 async def main(runs: int, jobs: int) -> None:
