@@ -93,7 +93,11 @@ class Pool:
 
     def resize(self, delta: int) -> None:
         """TTIN/TTOU: one child more or fewer, within [min, max]."""
+        before = self.desired
         self.set_desired(self.desired + delta)
+        if self.desired == before:
+            log.info("queue %s: resize by %+d ignored: desired stays %d (bounds %d..%d)",
+                     self.qc.name, delta, before, self.qc.min_children, self.qc.max_children)
 
     def set_desired(self, n: int) -> None:
         n = max(self.qc.min_children, min(self.qc.max_children, n))

@@ -146,6 +146,9 @@ async def test_hup_ttin_ttou_resize_the_pool_live(launch: Launcher, qname: str) 
     sup.send(signal.SIGTTIN)
     await size_is(3, 3, "TTIN adds one")
     sup.send(signal.SIGTTIN)
+    # Wait until that TTIN was handled before the next signal, so the order
+    # of the two is what this test says.
+    await wait_for(lambda: "resize by +1 ignored" in sup.log(), "TTIN at max ignored")
     sup.send(signal.SIGTTOU)
     await size_is(2, 2, "TTIN at max does nothing, TTOU removes one")
     sup.send(signal.SIGTTOU)
